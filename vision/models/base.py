@@ -1,0 +1,201 @@
+"""The VAE base class every vision model derives from, and its typed configuration.
+
+A model variant is a small subclass that overrides one hook:
+
+* :meth:`VAEBase.reconstruction` — per-sample reconstruction loss (β-VAE_DAE measures it in DAE feature space);
+* :meth:`VAEBase.regularizer`    — the term added to it (β·KL, γ·|KL−C|, TC penalties, DIP moments, …);
+* :meth:`VAEBase.corrupt`        — input corruption before encoding (the DAE's occlusion masks);
+* :meth:`VAEBase.train_step`     — only for models with a second player (FactorVAE's discriminator).
+
+Inputs are float tensors (N, C, H, W) in [0, 1] (see :mod:`vision.images`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from vision.losses import LIKELIHOODS, gaussian_kl, reconstruction_loss
+from vision.nets import make_decoder, make_encoder
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of every model family; each family reads the fields it needs."""
+
+    family: str = "beta_vae"
+    arch: str = "conv64"  # conv64 | mlp
+    latent_dim: int = 10
+    hidden: int = 256
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    # β-VAE (Higgins): KL weight. With beta_norm=True, `beta` is the seeds' β_norm = β·M/N (M latents, N input dims).
+    beta: float = 4.0
+    beta_norm: bool = False
+    # AnnealedVAE (Burgess): capacity_weight·|KL − C|, C rising linearly c_min → c_max over c_steps.
+    capacity_weight: float = 1000.0
+    c_min: float = 0.0
+    c_max: float = 25.0
+    c_steps: int = 100_000
+    # FactorVAE (Kim & Mnih): VAE + factor_gamma·TC (density-ratio trick), MLP discriminator.
+    factor_gamma: float = 35.0
+    disc_hidden: int = 1000
+    disc_layers: int = 6
+    disc_lr: float = 1e-4
+    # β-TCVAE (Chen et al.): alpha·MI + beta·TC + gamma_kl·dimension-wise KL; estimator mws | mss.
+    tc_estimator: str = "mss"
+    alpha: float = 1.0
+    gamma_kl: float = 1.0
+    # DIP-VAE (Kumar et al.): type i | ii; off-diagonal and diagonal weights.
+    dip_type: str = "ii"
+    lambda_od: float = 10.0
+    lambda_d: float = 10.0
+    # DAE: random rectangular zero-masks; each covers a fraction of the side drawn from [mask_min, mask_max].
+    num_masks: int = 1
+    mask_min: float = 0.2
+    mask_max: float = 0.5
+    # β-VAE_DAE (DARLA): path to a trained DAE run directory or checkpoint, and the feature layer J.
+    dae_checkpoint: str = ""
+    dae_layer: str = "bottleneck"  # bottleneck | conv1..conv4 | fc | recon
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1:
+            raise ValueError(f"model.latent_dim: must be >= 1, got {self.latent_dim}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.likelihood: unknown {self.likelihood!r}; choose from {LIKELIHOODS}")
+        if self.arch not in ("conv64", "mlp"):
+            raise ValueError(f"model.arch: unknown {self.arch!r}; choose 'conv64' or 'mlp'")
+        if self.beta < 0:
+            raise ValueError(f"model.beta: must be >= 0, got {self.beta}")
+        if self.tc_estimator not in ("mws", "mss"):
+            raise ValueError(f"model.tc_estimator: unknown {self.tc_estimator!r}; choose 'mws' or 'mss'")
+        if self.dip_type not in ("i", "ii"):
+            raise ValueError(f"model.dip_type: unknown {self.dip_type!r}; choose 'i' or 'ii'")
+        if not 0 < self.mask_min <= self.mask_max <= 1:
+            raise ValueError(f"model.mask_min/mask_max: need 0 < mask_min <= mask_max <= 1, got {self.mask_min}, {self.mask_max}")
+        if self.c_steps < 1:
+            raise ValueError(f"model.c_steps: must be >= 1, got {self.c_steps}")
+
+
+@dataclass
+class LossOutput:
+    """What one loss evaluation returns: the scalar to minimise and detached scalars to log."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    kl_per_latent: torch.Tensor | None = None  # (D,), batch mean
+    z: torch.Tensor | None = None  # sampled codes, for models with a second player
+
+
+class VAEBase(nn.Module):
+    """Encoder → (μ, log σ²) → reparameterised z → decoder, with overridable loss hooks."""
+
+    family: ClassVar[str] = "base"
+    stochastic: ClassVar[bool] = True  # False for deterministic autoencoders (AE, DAE)
+
+    def __init__(self, cfg: ModelConfig, input_shape: Sequence[int], dataset_size: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim = cfg.latent_dim
+        self.dataset_size = int(dataset_size)  # N of the training set; TC estimators need it
+        out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
+        self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
+        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden)
+
+    # ----- inference -------------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, C, H, W) in [0, 1] -> (μ, log σ²), each (N, D). Deterministic models return log σ² = 0."""
+        h = self.encoder(x)
+        if not self.stochastic:
+            return h, torch.zeros_like(h)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Reparameterised sample in training mode; the mean otherwise (and always for deterministic models)."""
+        if not (self.stochastic and self.training):
+            return mu
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, D) -> logits (N, C, H, W)."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean reconstruction in [0, 1] from the posterior mean."""
+        mu, _ = self.encode(x)
+        return torch.sigmoid(self.decode(mu))
+
+    # ----- hooks -----------------------------------------------------------------------------------------
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """Input corruption before encoding; identity except for denoising models."""
+        return x
+
+    def reconstruction(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Per-sample reconstruction loss (N,) under the configured likelihood."""
+        return reconstruction_loss(x, logits, self.cfg.likelihood)
+
+    def regularizer(
+        self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, kl: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar added to the mean reconstruction loss, and the family's own logged terms.
+
+        ``kl`` is the closed-form KL per sample and latent (N, D). The base adds nothing (a plain autoencoder).
+        """
+        return mu.new_zeros(()), {}
+
+    # ----- training --------------------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, step: int = 0) -> LossOutput:
+        """Full objective on a batch: mean reconstruction + regularizer, with every term reported."""
+        mu, logvar = self.encode(self.corrupt(x))
+        z = self.sample(mu, logvar)
+        logits = self.decode(z)
+        recon = self.reconstruction(x, logits).mean()
+        kl = gaussian_kl(mu, logvar) if self.stochastic else torch.zeros_like(mu)
+        reg, terms = self.regularizer(mu, logvar, z, kl, step)
+        kl_per_latent = kl.mean(0)
+        all_terms = {"recon": recon.detach(), "kl": kl_per_latent.sum().detach(), **{k: v.detach() for k, v in terms.items()}}
+        loss = recon + reg
+        all_terms["loss"] = loss.detach()
+        return LossOutput(loss=loss, terms=all_terms, kl_per_latent=kl_per_latent.detach(), z=z)
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        """Optimizers by name; "main" updates the autoencoder. Models with a second player add theirs."""
+        return {"main": torch.optim.Adam(self.main_parameters(), lr=lr)}
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Parameters the main optimizer updates (the autoencoder's, excluding frozen or adversary modules)."""
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(self.aux_prefixes())]
+
+    def aux_prefixes(self) -> tuple[str, ...]:
+        """Name prefixes of submodules that the main optimizer must not touch (discriminators, frozen nets)."""
+        return ()
+
+    def train_step(
+        self,
+        x: torch.Tensor,
+        step: int,
+        optimizers: dict[str, torch.optim.Optimizer],
+        scaler: "torch.amp.GradScaler | None" = None,
+        autocast: bool = False,
+    ) -> LossOutput:
+        """One optimisation step on batch ``x``; returns the evaluated loss. Override for adversarial models."""
+        opt = optimizers["main"]
+        with torch.autocast(device_type=x.device.type, enabled=autocast):
+            out = self.loss(x, step)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(out.loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            out.loss.backward()
+            opt.step()
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        """Anything beyond parameters a checkpoint must keep (none by default)."""
+        return {}

@@ -1,0 +1,121 @@
+"""Network bodies shared by the VAE family.
+
+``Conv64Encoder``/``Conv64Decoder`` are the standard disentanglement architecture (Higgins et al. 2017;
+Burgess et al. 2018; disentanglement_lib): four 4×4 stride-2 convolutions with 32-32-64-64 channels, a
+256-unit dense layer, and linear heads. ``MLPEncoder``/``MLPDecoder`` serve small vector inputs.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import nn
+
+CONV_CHANNELS = (32, 32, 64, 64)
+
+
+class Conv64Encoder(nn.Module):
+    """(N, C, 64, 64) -> (N, out_dim). Conv layers are named ``conv1``..``conv4`` so a layer can be chosen by name."""
+
+    def __init__(self, in_channels: int, out_dim: int, hidden: int = 256, image_size: int = 64) -> None:
+        super().__init__()
+        if image_size != 64:
+            raise ValueError(f"image_size: conv64 networks take 64x64 inputs, got {image_size}")
+        layers: list[tuple[str, nn.Module]] = []
+        c = in_channels
+        for i, oc in enumerate(CONV_CHANNELS, start=1):
+            layers += [(f"conv{i}", nn.Conv2d(c, oc, 4, 2, 1)), (f"relu{i}", nn.ReLU(inplace=True))]
+            c = oc
+        self.convs = nn.Sequential(OrderedDict(layers))
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, hidden), nn.ReLU(inplace=True))
+        self.head = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fc(self.convs(x)))
+
+    def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Activation after conv layer ``layer`` (``conv1``..``conv4``, post-ReLU), ``fc`` or ``head``."""
+        names = [f"conv{i}" for i in range(1, len(CONV_CHANNELS) + 1)]
+        if layer in names:
+            stop = 2 * (names.index(layer) + 1)
+            return self.convs[:stop](x)
+        if layer == "fc":
+            return self.fc(self.convs(x))
+        if layer == "head":
+            return self.forward(x)
+        raise ValueError(f"layer: unknown encoder layer {layer!r}; choose from {names + ['fc', 'head']}")
+
+
+class Conv64Decoder(nn.Module):
+    """(N, latent_dim) -> (N, C, 64, 64) pre-activation outputs (logits for Bernoulli, means for Gaussian)."""
+
+    def __init__(self, latent_dim: int, out_channels: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 64 * 4 * 4), nn.ReLU(inplace=True)
+        )
+        chans = list(reversed(CONV_CHANNELS)) + [out_channels]  # 64, 64, 32, 32, C
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1))
+            if i < 3:
+                layers.append(nn.ReLU(inplace=True))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(self.fc(z).view(-1, 64, 4, 4))
+
+
+class MLPEncoder(nn.Module):
+    """(N, *input_shape) -> (N, out_dim) through ReLU hidden layers."""
+
+    def __init__(self, input_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        dims = [input_dim, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        layers.append(nn.Linear(dims[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """(N, latent_dim) -> (N, *output_shape)."""
+
+    def __init__(self, latent_dim: int, output_shape: Sequence[int], hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        out_dim = int(torch.tensor(self.output_shape).prod())
+        dims = [latent_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        layers.append(nn.Linear(dims[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.output_shape)
+
+
+def make_encoder(arch: str, input_shape: Sequence[int], out_dim: int, hidden: int = 256) -> nn.Module:
+    """Encoder body for ``arch`` ("conv64" or "mlp") over inputs of ``input_shape`` = (C, H, W) or (D,)."""
+    if arch == "conv64":
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape: conv64 needs (C, H, W), got {tuple(input_shape)}")
+        return Conv64Encoder(input_shape[0], out_dim, hidden, image_size=input_shape[1])
+    if arch == "mlp":
+        return MLPEncoder(int(torch.tensor(list(input_shape)).prod()), out_dim, (hidden, hidden))
+    raise ValueError(f"model.arch: unknown architecture {arch!r}; choose 'conv64' or 'mlp'")
+
+
+def make_decoder(arch: str, latent_dim: int, output_shape: Sequence[int], hidden: int = 256) -> nn.Module:
+    """Decoder body matching :func:`make_encoder`."""
+    if arch == "conv64":
+        return Conv64Decoder(latent_dim, output_shape[0], hidden)
+    if arch == "mlp":
+        return MLPDecoder(latent_dim, output_shape, (hidden, hidden))
+    raise ValueError(f"model.arch: unknown architecture {arch!r}; choose 'conv64' or 'mlp'")

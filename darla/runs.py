@@ -1,0 +1,61 @@
+"""Run directories: every stage writes its resolved config, versions and git SHA beside its results."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import OmegaConf
+
+from darla.config import ConfigError, to_dict, to_yaml
+from vision.runtime import atomic_write_json, atomic_write_text, git_sha, versions
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (keys under an ``ignore`` prefix skipped)."""
+    a, b = _flatten(old), _flatten(new)
+    skip = tuple(ignore)
+    return [k for k in sorted(set(a) | set(b)) if not k.startswith(skip) and a.get(k) != b.get(k)]
+
+
+def prepare_run_dir(run_dir: str | Path, cfg: Any, stage: str, resume: bool, ignore: Iterable[str] = ()) -> tuple[Path, bool]:
+    """Create (or reopen) ``run_dir`` for ``cfg``; returns (path, is_resuming).
+
+    An existing run is reopened only when ``resume`` is true and its saved config matches ``cfg`` outside the
+    ``ignore`` prefixes (e.g. ``train.steps`` may grow); otherwise a one-line :class:`ConfigError` says what to do.
+    Writes ``config.yaml`` and ``run.json`` (stage, versions, git SHA, and every invocation's command line and time).
+    """
+    path = Path(run_dir)
+    saved = path / "config.yaml"
+    resuming = False
+    if saved.exists():
+        if not resume:
+            raise ConfigError(f"run.dir: {path} already holds a {stage} run; set run.resume=true to continue it or choose a new run.dir")
+        old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+        diff = config_differences(old, to_dict(cfg), ignore)  # type: ignore[arg-type]
+        if diff:
+            raise ConfigError(
+                f"run.dir: {path} holds a run with a different config ({', '.join(diff[:3])}"
+                f"{' …' if len(diff) > 3 else ''}); choose a new run.dir"
+            )
+        resuming = True
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, to_yaml(cfg))
+    info_path = path / "run.json"
+    history = json.loads(info_path.read_text())["invocations"] if info_path.exists() else []
+    history.append({"command": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": git_sha(), "resumed": resuming})
+    atomic_write_json(info_path, {"stage": stage, "git_sha": git_sha(), "versions": versions(), "invocations": history})
+    return path, resuming

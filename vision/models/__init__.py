@@ -4,9 +4,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from vision.models.base import LossOutput, ModelConfig, VAEBase
+from vision.models.annealed_vae import AnnealedVAE
+from vision.models.beta_tcvae import BetaTCVAE
 from vision.models.beta_vae import AE, VAE, BetaVAE
+from vision.models.beta_vae_dae import BetaVAE_DAE
+from vision.models.dae import DAE
+from vision.models.dip_vae import DIPVAE
+from vision.models.factor_vae import FactorVAE
 
-MODEL_FAMILIES: dict[str, type[VAEBase]] = {cls.family: cls for cls in (AE, VAE, BetaVAE)}
+MODEL_FAMILIES: dict[str, type[VAEBase]] = {
+    cls.family: cls for cls in (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, DAE, BetaVAE_DAE)
+}
 
 
 def build_model(cfg: ModelConfig, input_shape: Sequence[int], dataset_size: int = 0, *, pretrained: bool = True) -> VAEBase:
@@ -22,4 +30,7 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], dataset_size: int 
     return cls.build(cfg, input_shape, dataset_size, pretrained=pretrained) if hasattr(cls, "build") else cls(cfg, input_shape, dataset_size)
 
 
-__all__ = ["MODEL_FAMILIES", "build_model", "ModelConfig", "VAEBase", "LossOutput", "AE", "VAE", "BetaVAE"]
+__all__ = [
+    "MODEL_FAMILIES", "build_model", "ModelConfig", "VAEBase", "LossOutput", "AE", "VAE", "BetaVAE",
+    "AnnealedVAE", "FactorVAE", "BetaTCVAE", "DIPVAE", "DAE", "BetaVAE_DAE",
+]

@@ -78,6 +78,11 @@ class ModelConfig:
             raise ValueError(f"model.c_steps: must be >= 1, got {self.c_steps}")
 
 
+def adam(params: list[nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters: measurably faster on CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+
+
 @dataclass
 class LossOutput:
     """What one loss evaluation returns: the scalar to minimise and detached scalars to log."""
@@ -164,7 +169,7 @@ class VAEBase(nn.Module):
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Optimizers by name; "main" updates the autoencoder. Models with a second player add theirs."""
-        return {"main": torch.optim.Adam(self.main_parameters(), lr=lr)}
+        return {"main": adam(self.main_parameters(), lr)}
 
     def main_parameters(self) -> list[nn.Parameter]:
         """Parameters the main optimizer updates (the autoencoder's, excluding frozen or adversary modules)."""

@@ -96,6 +96,14 @@ def test_train_step_changes_parameters(family):
     assert {"recon", "kl", "loss"} | FAMILY_TERMS[family] | TRAIN_TERMS.get(family, set()) <= set(out.terms)
 
 
+@pytest.mark.parametrize("family", sorted(FAMILY_TERMS))
+def test_train_step_under_autocast(family):
+    # CPU autocast (bfloat16) walks the same mixed-precision paths as CUDA AMP; the loss stays float32.
+    model = _model(family)
+    out = model.train_step(_batch(), 0, model.configure_optimizers(1e-3), autocast=True)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
 def test_deterministic_families_have_no_kl():
     for family in ("ae", "dae"):
         model = _model(family).train()

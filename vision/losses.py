@@ -75,9 +75,10 @@ def log_qz(
     ``z``, ``mu``, ``logvar`` are (B, D): samples and the posteriors of the same batch; N = ``dataset_size`` is the
     size of the training set. ``estimator``:
 
-    * ``"mws"`` — minibatch-weighted sampling, log q(z_i) ≈ logsumexp_j log q(z_i | n_j) − log(N·B). It is the
-      paper's stochastic lower bound: the constant does not change gradients, but without it the logged terms are
-      off by (D − 1)·log(N·B). Being a bound, its TC reads high: (D − 1)·log N for posteriors equal to the prior.
+    * ``"mws"`` — minibatch-weighted sampling, log q(z_i) ≈ logsumexp_j log q(z_i | n_j) − log(N·B): the paper's
+      stochastic lower bound. The constant does not change gradients, but without it the logged TC is lower by
+      (D − 1)·log(N·B) (and goes negative). Being a bound on each log-density, it reads TC high on a factorised
+      posterior: exactly (D − 1)·log N when every posterior equals the prior.
     * ``"mss"`` — minibatch-stratified sampling with the weights of :func:`mss_log_weight_matrix`; consistent, and
       ≈ 0 TC on a factorised aggregate posterior.
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision.models.base import LossOutput, ModelConfig, VAEBase
+from vision.models.base import LossOutput, ModelConfig, VAEBase, adam
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
@@ -63,7 +63,7 @@ class FactorVAE(VAEBase):
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         opts = super().configure_optimizers(lr)
-        opts["disc"] = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.disc_lr, betas=(0.5, 0.9))
+        opts["disc"] = adam(list(self.discriminator.parameters()), self.cfg.disc_lr, betas=(0.5, 0.9))
         return opts
 
     @contextmanager

@@ -50,11 +50,11 @@ def ground_truth_for(data: DataConfig) -> Any:
     """The GroundTruthData the metric suite scores against: dSprites, or the env's own scene renderer."""
     if data.source == "dsprites":
         return DSprites()
-    if data.source == "env":
+    if data.env_id:  # env frames (collected here or saved earlier): the env renders its own factors
         from envs import scene_data
 
         return scene_data(data.env_id, domain="all", **dict(data.env_kwargs))
-    raise ConfigError("eval.metrics: metrics need ground-truth factors; data.source 'frames' has no renderer")
+    raise ConfigError("eval.metrics: metrics need ground-truth factors; set data.env_id to the env the frames came from")
 
 
 def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""Reports: the transfer table and plot, and ``python -m darla.report correlation`` — disentanglement vs transfer.
+
+``correlation`` relates each vision module's stage-1 metric scores to the zero-shot target-domain returns of the
+agents trained on it (Spearman ρ with a bootstrap 95% CI over vision modules, and a scatter plot): the paper's
+central claim, measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from vision.runtime import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}"
+
+
+def _ci(v: dict[str, Any], key: str = "iqm") -> str:
+    lo, hi = v[f"{key}_ci"] if f"{key}_ci" in v else v["ci"]
+    val = v[key] if key in v else v["value"]
+    return f"{_fmt(val)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def transfer_markdown(result: dict[str, Any]) -> str:
+    """Markdown tables of a ``darla.transfer`` result: per variant IQM [95% CI] per domain, ratio, gap."""
+    variants = result["variants"]
+    if not variants:
+        return "No runs.\n"
+    domains: list[str] = []
+    for row in variants.values():
+        domains += [d for d in row["domains"] if d not in domains]
+    head = ["variant", "algo", "seeds", *[f"{d} IQM [95% CI]" for d in domains], "all targets IQM", "transfer ratio", "gap"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in variants.items():
+        cells = [name, row["algo"], str(len(row["seeds"]))]
+        cells += [_ci(row["domains"][d]) if d in row["domains"] else "–" for d in domains]
+        cells.append(_ci(row["target"]) if "target" in row else "–")
+        cells.append(_ci(row["transfer_ratio"], "value") if "transfer_ratio" in row else "–")
+        cells.append(_ci(row["generalisation_gap"], "value") if "generalisation_gap" in row else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    text += (f"\nIQM of per-seed mean episode return, {result.get('episodes', '?')} episodes per domain and seed, "
+             "stratified-bootstrap 95% CIs (rliable). Transfer ratio = IQM(targets) / IQM(source); "
+             "gap = IQM(source) − IQM(targets).\n")
+    poi = result.get("probability_of_improvement", {})
+    if poi:
+        text += "\n| P(X > Y) on target domains | value [95% CI] |\n|---|---|\n"
+        text += "".join(f"| {k} | {_ci(v, 'value')} |\n" for k, v in poi.items())
+    return text
+
+
+def _save_fig(fig: Any, path: str | Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def transfer_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """Grouped bars: IQM return per variant on each domain, with 95% CI error bars."""
+    variants = list(result["variants"])
+    domains: list[str] = []
+    for row in result["variants"].values():
+        domains += [d for d in row["domains"] if d not in domains]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(variants) * max(1, len(domains)) / 2 + 2), 3.6))
+    width = 0.8 / max(1, len(domains))
+    x = np.arange(len(variants))
+    for j, d in enumerate(domains):
+        vals, lo, hi = [], [], []
+        for v in variants:
+            s = result["variants"][v]["domains"].get(d)
+            vals.append(s["iqm"] if s else np.nan)
+            lo.append(s["iqm"] - s["iqm_ci"][0] if s else 0)
+            hi.append(s["iqm_ci"][1] - s["iqm"] if s else 0)
+        ax.bar(x + (j - (len(domains) - 1) / 2) * width, vals, width, yerr=[lo, hi], capsize=3, label=d)
+    ax.set_xticks(x, variants, rotation=20)
+    ax.set_ylabel("IQM episode return")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(title="domain", fontsize=8)
+    ax.set_title("Zero-shot transfer (95% bootstrap CI)")
+    return _save_fig(fig, path)
+
+
+# ----- disentanglement vs transfer ---------------------------------------------------------------------------
+def flatten_scores(metrics_json: dict[str, Any]) -> dict[str, float]:
+    """Numeric scores of a stage-1 ``metrics.json`` as ``{"<metric>.<score>": value}`` (parameters skipped)."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, w in v.items():
+                if k in ("params", "parameters", "variant", "name", "per_factor", "matrix", "seconds", "time"):
+                    continue
+                walk(f"{prefix}.{k}" if prefix else str(k), w)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            out[prefix] = float(v)
+
+    walk("", metrics_json)
+    return out
+
+
+def spearman_with_ci(x: Sequence[float], y: Sequence[float], reps: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Spearman ρ between paired samples, with a paired percentile-bootstrap 95% CI (scipy.stats.bootstrap)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rho = float(stats.spearmanr(x, y).statistic)
+    lo = hi = float("nan")
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        res = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
+                              n_resamples=reps, method="percentile", random_state=np.random.default_rng(seed))
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return {"rho": rho, "ci_low": lo, "ci_high": hi, "n": int(len(x))}
+
+
+def correlation(run_dirs: Sequence[str | Path], out_dir: str | Path, metric_keys: Sequence[str] = (),
+                episodes: int = 20) -> dict[str, Any]:
+    """Relate the vision modules' metric scores to their agents' mean target-domain return."""
+    from darla.transfer import EVAL_SEED, evaluate_run
+
+    per_vision: dict[str, list[float]] = defaultdict(list)
+    for r in run_dirs:
+        ev = evaluate_run(r, episodes, EVAL_SEED)
+        targets = [d for d in ev.returns if d != ev.source]
+        if not targets:
+            raise ValueError(f"runs: {r} was evaluated on its source domain only; correlation needs target domains")
+        vision = _vision_run_of(Path(r))
+        per_vision[vision].append(float(np.mean([np.mean(ev.returns[d]) for d in targets])))
+    modules = sorted(per_vision)
+    scores = {}
+    for m in modules:
+        mpath = Path(m) / "metrics.json"
+        if not mpath.exists():
+            raise FileNotFoundError(f"runs: vision run {m} has no metrics.json (run python -m darla.metrics --run {m})")
+        scores[m] = flatten_scores(json.loads(mpath.read_text()))
+    keys = list(metric_keys) or sorted(set.intersection(*(set(s) for s in scores.values())))
+    returns = [float(np.mean(per_vision[m])) for m in modules]
+    result = {"vision_runs": modules, "target_return": returns, "episodes": episodes, "correlations": {}}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in keys:
+        missing = [m for m in modules if k not in scores[m]]
+        if missing:
+            raise ValueError(f"--metric: {k!r} is missing from {missing[0]}/metrics.json")
+        xs = [scores[m][k] for m in modules]
+        result["correlations"][k] = {**spearman_with_ci(xs, returns), "scores": xs}
+    atomic_write_json(out / "correlation.json", result)
+    lines = ["| metric | Spearman ρ | 95% CI | n |", "|---|---|---|---|"]
+    for k, c in result["correlations"].items():
+        lines.append(f"| {k} | {_fmt(c['rho'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n']} |")
+    atomic_write_text(out / "correlation.md", "\n".join(lines) + "\n")
+    shown = keys[:6]
+    if shown:
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.0), squeeze=False)
+        for ax, k in zip(axes[0], shown):
+            c = result["correlations"][k]
+            ax.scatter(c["scores"], returns)
+            ax.set_xlabel(k, fontsize=8)
+            ax.set_title(f"ρ = {_fmt(c['rho'])}", fontsize=9)
+        axes[0][0].set_ylabel("target-domain return")
+        _save_fig(fig, out / "correlation.png")
+    return result
+
+
+def _vision_run_of(stage2_run: Path) -> str:
+    """The stage-1 run directory a stage-2 run used (from its resolved config)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(stage2_run / "config.yaml")
+    path = str(OmegaConf.select(cfg, "vision.run") or "")
+    if not path:
+        raise ValueError(f"runs: {stage2_run} used no vision module (pixel variant); correlation needs vision runs")
+    p = Path(path)
+    return str(p.parent if p.is_file() else p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m darla.report", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("correlation", help="metric scores of vision modules vs their agents' target returns")
+    c.add_argument("--runs", nargs="+", required=True, help="stage-2 run directories (agents on different vision modules)")
+    c.add_argument("--metric", nargs="*", default=[], help="metric keys (default: every score all modules share)")
+    c.add_argument("--episodes", type=int, default=20)
+    c.add_argument("--out", default="runs/report")
+    a = p.parse_args(argv)
+    try:
+        res = correlation(a.runs, a.out, a.metric, a.episodes)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((Path(a.out) / "correlation.md").read_text())
+    print(f"{len(res['vision_runs'])} vision modules; written to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""darla's domain-shift environments: worlds where only what the agent sees changes between domains.
+
+``import envs`` registers ``darla/Sprites-v0`` with Gymnasium::
+
+    import gymnasium as gym
+    import envs
+
+    env = gym.make("darla/Sprites-v0", domain="target")
+    obs, info = env.reset(seed=0)
+    info["factors"]  # {"background_colour": 5, ..., "agent_x": 12, ...}: ground-truth factor indices
+
+Observations are (64, 64, 3) uint8. Domains share actions, dynamics and rewards; they differ only in appearance.
+"""
+from envs.collect import COVERAGES, CollectedFrames, collect_frames
+from envs.core import (
+    COLOURS, Domain, DomainSpec, Factor, FactorEnv, FactorSpace, SceneData, resolve_domain,
+)
+from envs.registry import ENV_IDS, domains, env_class, make_factor_env, register_envs, scene_data, scripted_policy
+
+register_envs()
+
+
+def factor_vector(env, info: dict):
+    """``info["factors"]`` of a (possibly wrapped) darla environment as an int64 vector in factor order."""
+    return env.unwrapped.factor_vector(info["factors"])
+
+
+__all__ = [
+    "COLOURS", "COVERAGES", "ENV_IDS", "CollectedFrames", "Domain", "DomainSpec", "Factor", "FactorEnv",
+    "FactorSpace", "SceneData", "collect_frames", "domains", "env_class", "factor_vector", "make_factor_env",
+    "register_envs", "resolve_domain", "scene_data", "scripted_policy",
+]

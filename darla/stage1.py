@@ -70,8 +70,8 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
         "step": result.step,
         "resumed_from": result.resumed_from,
         "terms": result.terms,
-        "kl_per_latent": result.kl_per_latent,
-        "active_latents": int(sum(k > 0.01 for k in result.kl_per_latent)),
+        **({"kl_per_latent": result.kl_per_latent, "active_latents": int(sum(k > 0.01 for k in result.kl_per_latent))}
+           if model.stochastic else {}),
         "train_seconds": round(time.perf_counter() - t0, 2),
         "images_per_second": result.images_per_second,
         "num_frames": len(store),
@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kl = ", ".join(f"{k:.2f}" for k in sorted(summary["kl_per_latent"], reverse=True))
+    kl = ""
+    if "kl_per_latent" in summary:
+        kl = "; KL per latent (sorted) [" + ", ".join(f"{k:.2f}" for k in sorted(summary["kl_per_latent"], reverse=True)) + "]"
     print(f"stage1 done: {summary['family']} step {summary['step']} loss {summary['terms'].get('loss', float('nan')):.2f} "
-          f"recon {summary['terms'].get('recon', float('nan')):.2f}; KL per latent (sorted) [{kl}]; run dir {cfg.run.dir}")
+          f"recon {summary['terms'].get('recon', float('nan')):.2f}{kl}; run dir {cfg.run.dir}")
     return 0
 
 

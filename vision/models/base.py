@@ -159,7 +159,8 @@ class VAEBase(nn.Module):
         z = self.sample(mu, logvar)
         logits = self.decode(z)
         recon = self.reconstruction(x, logits).mean()
-        kl = gaussian_kl(mu, logvar) if self.stochastic else torch.zeros_like(mu)
+        # float32 whatever the autocast dtype: the KL is a small difference of large terms
+        kl = gaussian_kl(mu.float(), logvar.float()) if self.stochastic else torch.zeros_like(mu, dtype=torch.float32)
         reg, terms = self.regularizer(mu, logvar, z, kl, step)
         kl_per_latent = kl.mean(0)
         all_terms = {"recon": recon.detach(), "kl": kl_per_latent.sum().detach(), **{k: v.detach() for k, v in terms.items()}}

@@ -1,13 +1,13 @@
 """darla's domain-shift environments: worlds where only what the agent sees changes between domains.
 
-``import envs`` registers ``darla/Sprites-v0`` with Gymnasium::
+``import envs`` registers ``darla/Sprites-v0`` and ``darla/Pickup-v0`` with Gymnasium::
 
     import gymnasium as gym
     import envs
 
-    env = gym.make("darla/Sprites-v0", domain="target")
+    env = gym.make("darla/Pickup-v0", domain="target")
     obs, info = env.reset(seed=0)
-    info["factors"]  # {"background_colour": 5, ..., "agent_x": 12, ...}: ground-truth factor indices
+    info["factors"]  # {"wall_colour": 5, ..., "heading": 12, ...}: ground-truth factor indices
 
 Observations are (64, 64, 3) uint8. Domains share actions, dynamics and rewards; they differ only in appearance.
 """

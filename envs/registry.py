@@ -15,6 +15,7 @@ from envs.core import DomainSpec, FactorEnv, SceneData
 #: id -> (entry point, registered kwargs, episode length).
 _SPECS: dict[str, tuple[str, dict[str, Any], int]] = {
     "darla/Sprites-v0": ("envs.sprites:SpritesEnv", {}, 50),
+    "darla/Pickup-v0": ("envs.pickup:PickupEnv", {}, 150),
 }
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 

@@ -16,6 +16,8 @@ from envs.core import DomainSpec, FactorEnv, SceneData
 _SPECS: dict[str, tuple[str, dict[str, Any], int]] = {
     "darla/Sprites-v0": ("envs.sprites:SpritesEnv", {}, 50),
     "darla/Pickup-v0": ("envs.pickup:PickupEnv", {}, 150),
+    "darla/Reach-v0": ("envs.reacher:ReachEnv", {}, 100),
+    "darla/ReachDiscrete-v0": ("envs.reacher:ReachEnv", {"discrete": True}, 100),
 }
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 

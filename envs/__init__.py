@@ -1,7 +1,7 @@
 """darla's domain-shift environments: worlds where only what the agent sees changes between domains.
 
-``import envs`` registers ``darla/Sprites-v0``, ``darla/Pickup-v0``, ``darla/Reach-v0`` and
-``darla/ReachDiscrete-v0`` with Gymnasium::
+``import envs`` registers ``darla/Sprites-v0``, ``darla/Pickup-v0``, ``darla/Reach-v0``,
+``darla/ReachDiscrete-v0`` and ``darla/CarRacing-v0`` with Gymnasium::
 
     import gymnasium as gym
     import envs

@@ -18,6 +18,7 @@ _SPECS: dict[str, tuple[str, dict[str, Any], int]] = {
     "darla/Pickup-v0": ("envs.pickup:PickupEnv", {}, 150),
     "darla/Reach-v0": ("envs.reacher:ReachEnv", {}, 100),
     "darla/ReachDiscrete-v0": ("envs.reacher:ReachEnv", {"discrete": True}, 100),
+    "darla/CarRacing-v0": ("envs.car_racing:CarRacingDomains", {}, 1000),
 }
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 

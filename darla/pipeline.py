@@ -47,15 +47,13 @@ class PipelineSection:
     udr_sweep: str = ""
 
     def __post_init__(self) -> None:
-        if not self.variants:
-            raise ValueError("pipeline.variants: list at least one variant (e.g. {DARLA: beta_vae_dae, BASELINE: ''})")
         if not self.seeds:
             raise ValueError("pipeline.seeds: list at least one seed")
 
 
 @dataclass
 class PipelineConfig:
-    pipeline: PipelineSection = field(default_factory=lambda: PipelineSection(variants={"BASELINE": ""}))
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
     stage1: Stage1Config = field(default_factory=Stage1Config)  # shared base of every vision module
     # Vision module name -> dotted overrides on `stage1` (e.g. [model.family=dae, train.steps=2000]).
     # A value "@name" is replaced by the run directory of the module `name` trained before it.
@@ -85,6 +83,8 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
     from darla import stage1, stage2
 
     root = Path(cfg.pipeline.dir)
+    if not cfg.pipeline.variants:
+        raise ConfigError("pipeline.variants: list at least one variant (e.g. {DARLA: beta_vae_dae, BASELINE: ''})")
     used = {m for m in cfg.pipeline.variants.values() if m}
     unknown = sorted(used - set(cfg.vision))
     if unknown:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -119,8 +120,10 @@ def spearman_with_ci(x: Sequence[float], y: Sequence[float], reps: int = 2000, s
     rho = float(stats.spearmanr(x, y).statistic)
     lo = hi = float("nan")
     if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-        res = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
-                              n_resamples=reps, method="percentile", random_state=np.random.default_rng(seed))
+        with warnings.catch_warnings():  # resamples that repeat one module are constant: ρ is NaN there, skipped
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
+                                  n_resamples=reps, method="percentile", rng=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return {"rho": rho, "ci_low": lo, "ci_high": hi, "n": int(len(x))}
 

@@ -1,0 +1,101 @@
+"""Pipeline and stage 3 on tiny real runs: every output file, consistent numbers, resume without redoing work."""
+import json
+
+import numpy as np
+import pytest
+
+from darla.config import ConfigError, load_config
+from darla.pipeline import PipelineConfig, plan, run
+from darla.report import flatten_scores, spearman_with_ci, transfer_markdown
+from darla.transfer import aggregate, RunEvaluation
+
+
+def _tiny(tmp_path, **extra):
+    overrides = [
+        f"pipeline.dir={tmp_path / 'study'}",
+        "pipeline.variants={DARLA_ENT: vae, BASELINE: ''}",
+        "pipeline.seeds=[0,1]",
+        "stage1.data.source=env", "stage1.data.env_id=darla/Sprites-v0", "stage1.data.num_images=128",
+        "stage1.data.coverage=source+target-factors",
+        "stage1.model.latent_dim=4", "stage1.train.steps=3", "stage1.train.batch_size=8", "stage1.train.device=cpu",
+        "vision.vae=[model.family=vae]",
+        "stage2.env.id=darla/Sprites-v0", "stage2.env.n_envs=2",
+        "stage2.agent.algo=ppo", "stage2.agent.hparams={n_steps: 16, batch_size: 16, n_epochs: 1}",
+        "stage2.train.total_timesteps=64", "stage2.train.eval_every=64", "stage2.train.eval_episodes=1",
+        "stage2.train.eval_envs=1", "stage2.train.ckpt_every=64", "stage2.train.device=cpu",
+        "transfer.episodes=2", "transfer.reps=200",
+        *[f"{k}={v}" for k, v in extra.items()],
+    ]
+    return load_config(PipelineConfig, None, overrides)
+
+
+def test_pipeline_end_to_end_and_resume(tmp_path):
+    cfg = _tiny(tmp_path)
+    jobs = plan(cfg, progress=False)
+    assert [j.name for j in jobs] == ["frames", "stage1/vae", "stage2/DARLA_ENT/seed0", "stage2/DARLA_ENT/seed1",
+                                      "stage2/BASELINE/seed0", "stage2/BASELINE/seed1"]
+    # "Kill" after stage 1: run only the first jobs, then the whole pipeline.
+    for job in jobs[:2]:
+        job.execute()
+    stage1_summary = (jobs[1].run_dir / "stage1.json").read_text()
+    ckpt_mtime = (jobs[1].run_dir / "checkpoint.pt").stat().st_mtime_ns
+    result = run(cfg, progress=False)
+    timings = json.loads((tmp_path / "study" / "pipeline.json").read_text())["jobs"]
+    assert timings["frames"] == 0.0 and timings["stage1/vae"] == 0.0  # skipped, not redone
+    assert (jobs[1].run_dir / "checkpoint.pt").stat().st_mtime_ns == ckpt_mtime
+    assert (jobs[1].run_dir / "stage1.json").read_text() == stage1_summary
+    out = tmp_path / "study" / "transfer"
+    for name in ("transfer.json", "transfer.md", "transfer.png"):
+        assert (out / name).is_file()
+    assert any((out / "tb").iterdir())
+    assert set(result["variants"]) == {"DARLA_ENT", "BASELINE"}
+    for row in result["variants"].values():
+        assert row["seeds"] == [0, 1]
+        assert row["source_domain"] == "source" and row["target_domains"]
+        for s in row["domains"].values():
+            lo, hi = s["iqm_ci"]
+            assert lo - 1e-9 <= s["iqm"] <= hi + 1e-9
+            assert np.isclose(s["mean"], np.mean(s["per_seed"]))
+    md = (out / "transfer.md").read_text()
+    assert "DARLA_ENT" in md and "BASELINE" in md
+    # A second run does no training at all.
+    run(cfg, progress=False)
+    assert all(v == 0.0 for v in json.loads((tmp_path / "study" / "pipeline.json").read_text())["jobs"].values())
+
+
+def test_pipeline_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="pipeline.variants"):
+        plan(_tiny(tmp_path, **{"pipeline.variants": "{DARLA: nosuchmodule}"}), progress=False)
+    with pytest.raises(ConfigError, match="vision.bvd"):
+        plan(_tiny(tmp_path, **{"vision.bvd": "[model.family=beta_vae_dae,model.dae_checkpoint=@dae]",
+                                "pipeline.variants": "{DARLA: bvd}"}), progress=False)
+    with pytest.raises(ConfigError, match="transfer.episodes"):
+        _tiny(tmp_path, **{"transfer.episodes": 0})
+
+
+def _eval(variant, seed, src, tgt):
+    return RunEvaluation(f"r/{variant}/{seed}", variant, "ppo", seed, "source", {"source": [src, src], "target": [tgt, tgt]})
+
+
+def test_aggregate_known_values():
+    evals = [_eval("A", s, 10.0, 5.0 + s) for s in range(4)] + [_eval("B", s, 10.0, 1.0) for s in range(4)]
+    res = aggregate(evals, reps=300)
+    a, b = res["variants"]["A"], res["variants"]["B"]
+    assert a["domains"]["source"]["iqm"] == pytest.approx(10.0)
+    assert a["domains"]["target"]["per_seed"] == [5.0, 6.0, 7.0, 8.0]
+    assert a["domains"]["target"]["iqm"] == pytest.approx(6.5)  # middle half of 5..8
+    assert a["transfer_ratio"]["value"] == pytest.approx(0.65)
+    assert a["generalisation_gap"]["value"] == pytest.approx(3.5)
+    assert b["transfer_ratio"]["value"] == pytest.approx(0.1)
+    assert res["probability_of_improvement"]["A > B"]["value"] == pytest.approx(1.0)
+    assert res["probability_of_improvement"]["B > A"]["value"] == pytest.approx(0.0)
+    assert "| A |" in transfer_markdown(res)
+
+
+def test_spearman_and_score_flattening():
+    c = spearman_with_ci([1, 2, 3, 4, 5], [2, 4, 6, 8, 11], reps=200)
+    assert c["rho"] == pytest.approx(1.0) and c["n"] == 5
+    assert spearman_with_ci([1, 2, 3, 4], [4, 3, 2, 1], reps=200)["rho"] == pytest.approx(-1.0)
+    flat = flatten_scores({"mig": {"variant": "hist20", "params": {"bins": 20}, "score": 0.4},
+                           "dci": {"scores": {"disentanglement": 0.5, "completeness": 0.6}}})
+    assert flat == {"mig.score": 0.4, "dci.scores.disentanglement": 0.5, "dci.scores.completeness": 0.6}

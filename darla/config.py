@@ -16,8 +16,10 @@ from typing import Any, Sequence, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from agents.config import AgentConfig
 from vision.models.base import ModelConfig
 from vision.train import TrainConfig
+from vision.wrappers import LATENT_MODES
 
 T = TypeVar("T")
 
@@ -81,6 +83,82 @@ class Stage1Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----- stage 2 ---------------------------------------------------------------------------------------------
+VEC_ENVS = ("dummy", "subproc")
+
+
+@dataclass
+class EnvConfig:
+    """The environment a stage-2 agent trains in (source domain) and is evaluated in (every listed domain)."""
+
+    id: str = "darla/Sprites-v0"  # any registered Gymnasium id with uint8 image observations
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra gym.make keyword arguments
+    domain_kwarg: str = "domain"  # gym.make keyword selecting the visual domain; "" for envs without domains
+    train_domain: str = "source"
+    # Domains evaluated during training; empty: the train domain plus every domain `envs.domains(id)` lists
+    # (just the train domain for envs without named domains).
+    eval_domains: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)  # modules to import first (they register non-darla env ids)
+    n_envs: int = 8
+    vec_env: str = "dummy"  # dummy | subproc
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("env.id: required")
+        if self.n_envs < 1:
+            raise ValueError(f"env.n_envs: must be >= 1, got {self.n_envs}")
+        if self.vec_env not in VEC_ENVS:
+            raise ValueError(f"env.vec_env: unknown {self.vec_env!r}; choose from {VEC_ENVS}")
+
+
+@dataclass
+class VisionRefConfig:
+    """The stage-1 vision module a variant uses (ignored by pixel variants: BASELINE, AUG)."""
+
+    # A stage-1 run directory or checkpoint file. Required by DARLA (a beta_vae_dae run), DARLA_ENT (a β = 1
+    # VAE run), DARLA_DAE (a dae run) and DARLA_FT (a beta_vae_dae run); RANDOM_ENC borrows its architecture.
+    run: str = ""
+    latent: str = "mean"  # mean | sample | mean+logvar (frozen-encoder variants)
+    resize: bool = True  # resize env frames whose H×W differ from the checkpoint's input
+    check_family: bool = True  # refuse a checkpoint whose family is not the one the variant names
+
+    def __post_init__(self) -> None:
+        if self.latent not in LATENT_MODES:
+            raise ValueError(f"vision.latent: unknown {self.latent!r}; choose from {LATENT_MODES}")
+
+
+@dataclass
+class Stage2TrainConfig:
+    """Training length, evaluation and checkpoint schedule of a stage-2 run."""
+
+    total_timesteps: int = 200_000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (policy and frozen encoder)
+    eval_every: int = 10_000  # env steps between evaluations on every domain
+    eval_episodes: int = 10  # per domain and evaluation
+    eval_envs: int = 2  # parallel envs per evaluated domain
+    deterministic_eval: bool = True
+    ckpt_every: int = 10_000  # env steps between checkpoints (resume points)
+    save_replay_buffer: bool = True  # off-policy algorithms: checkpoint the replay buffer too (exact resume)
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "eval_every", "eval_episodes", "eval_envs", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.num_threads < 0:
+            raise ValueError(f"train.num_threads: must be >= 0, got {self.num_threads}")
+
+
+@dataclass
+class Stage2Config:
+    run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/stage2"))
+    env: EnvConfig = field(default_factory=EnvConfig)
+    vision: VisionRefConfig = field(default_factory=VisionRefConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: Stage2TrainConfig = field(default_factory=Stage2TrainConfig)
 
 
 # ----- loading ---------------------------------------------------------------------------------------------

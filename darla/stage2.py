@@ -1,0 +1,364 @@
+"""Stage 2 — learn to act: ``python -m darla.stage2 --config configs/<env>/<variant>.yaml [key=value ...]``.
+
+Trains the configured variant (BASELINE, DARLA, DARLA_ENT, DARLA_DAE, DARLA_FT, RANDOM_ENC, AUG) with the
+configured algorithm on the source domain, evaluating periodically on the source and every target domain (one
+tensorboard stream per domain: ``eval/<domain>/mean_reward``). Rerunning the command on an existing run directory
+resumes from its last checkpoint; a finished run returns at once (raise ``train.total_timesteps`` to extend it).
+
+A run directory holds::
+
+    config.yaml, run.json     resolved config; versions, git SHA and every invocation
+    vision.pt, vision.json    the exact vision module used (a snapshot) and where it came from (path + SHA-256)
+    agent.zip                 the latest agent (SB3 zip, or Episodic Control tables)
+    replay_buffer.pkl         off-policy algorithms, for an exact resume
+    evaluations.json          every evaluation, per domain
+    tb/                       tensorboard events
+    stage2.json               the summary of the last invocation
+
+Stage 3 rebuilds a run's observation pipeline for any domain and loads its policy with :func:`load_agent`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallback, TqdmProgress
+from agents.factory import OFF_POLICY, Agent, load_algorithm
+from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
+from darla.config import ConfigError, EnvConfig, Stage2Config, load_config, to_dict
+from darla.runs import prepare_run_dir
+from vision.checkpoint import CheckpointError, file_sha256, load, read_checkpoint, resolve_checkpoint, save_checkpoint
+from vision.models.base import ModelConfig, VAEBase
+from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything
+from vision.wrappers import FrozenEncoder, frame_shape
+
+VISION_NAME = "vision.pt"
+VISION_INFO = "vision.json"
+AGENT_NAME = "agent.zip"
+BUFFER_NAME = "replay_buffer.pkl"
+EVAL_NAME = "evaluations.json"
+SUMMARY_NAME = "stage2.json"
+EVAL_SEED_OFFSET = 10_000  # evaluation envs never share seeds with training envs
+# Keys that may change when a run is resumed (a longer run, another machine, another checkpoint cadence).
+RESUMABLE_KEYS = ("run.", "train.total_timesteps", "train.device", "train.num_threads", "train.ckpt_every",
+                  "train.save_replay_buffer")
+
+
+# ----- environments ----------------------------------------------------------------------------------------
+def import_env_modules(env: EnvConfig) -> None:
+    """Import darla's ``envs`` (registers ``darla/*`` ids) and the modules ``env.imports`` names."""
+    import envs  # noqa: F401  (registration side effect)
+
+    for name in env.imports:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"env.imports: cannot import {name!r} ({e})") from None
+
+
+def domain_names(env: EnvConfig) -> list[str]:
+    """The domains a run evaluates on, train domain first (see ``EnvConfig.eval_domains``)."""
+    listed = list(env.eval_domains)
+    if not listed and env.domain_kwarg:
+        import envs
+
+        try:
+            listed = list(envs.domains(env.id))
+        except (AttributeError, KeyError, ValueError):  # not a darla env, or an envs without a domain registry
+            listed = []
+    return [env.train_domain] + [d for d in listed if d != env.train_domain]
+
+
+def env_factory(env: EnvConfig, domain: str) -> Callable[[], gym.Env]:
+    """A picklable constructor of one env of ``domain`` (for ``make_vec_env``, in this or a worker process)."""
+    kwargs = dict(env.kwargs)
+    if env.domain_kwarg:
+        kwargs[env.domain_kwarg] = domain
+    env_id, imports = env.id, list(env.imports)
+
+    def make() -> gym.Env:
+        for name in imports:  # worker processes register third-party ids too
+            importlib.import_module(name)
+        import envs  # noqa: F401
+
+        return gym.make(env_id, **kwargs)
+
+    return make
+
+
+def make_pixel_vec_env(env: EnvConfig, domain: str, n_envs: int, seed: int) -> VecEnv:
+    """``n_envs`` Monitor-wrapped pixel envs of ``domain`` (Monitor records the true episode returns)."""
+    try:
+        gym.spec(env.id)
+    except gym.error.Error:
+        raise ConfigError(f"env.id: {env.id!r} is not a registered Gymnasium id (list modules to import in env.imports)") from None
+    vec_cls = SubprocVecEnv if env.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
+    return make_vec_env(env_factory(env, domain), n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
+
+
+# ----- vision ------------------------------------------------------------------------------------------------
+def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], device: torch.device) -> VAEBase | None:
+    """The vision module of this run, frozen, from the run's snapshot (``vision.pt``), creating it on first use.
+
+    The snapshot pins the exact weights: a stage-1 run that keeps training (or is deleted) cannot change what a
+    stage-2 run — or its stage-3 evaluation — sees. ``vision.json`` records the source path and SHA-256.
+    """
+    variant = get_variant(cfg.agent.variant)
+    if not variant.uses_vision:
+        return None
+    snapshot = run_dir / VISION_NAME
+    if not snapshot.exists():
+        info: dict[str, Any] = {"variant": variant.name, "random_init": variant.random_init}
+        if variant.random_init:
+            arch: ModelConfig | None = None
+            shape = None
+            if cfg.vision.run:  # borrow the architecture (not the weights) of a stage-1 model
+                payload = _read_vision(cfg.vision.run)
+                arch, shape = read_model_config(payload), payload["input_shape"]
+                info.update(architecture_from=str(resolve_checkpoint(cfg.vision.run)))
+            model = random_vision(frame_hwc, cfg.train.seed, arch, shape)
+            save_checkpoint(snapshot, model, step=0, extra={"random_init": True, "seed": cfg.train.seed})
+            info.update(source_path=None, source_sha256=None, seed=cfg.train.seed)
+        else:
+            if not cfg.vision.run:
+                kind = " or ".join(variant.families)
+                raise ConfigError(f"vision.run: variant {variant.name} needs a stage-1 run directory or checkpoint "
+                                  f"(a {kind} model)")
+            source = _resolve_vision(cfg.vision.run)
+            data = source.read_bytes()
+            model = _load_vision(source, device)
+            if cfg.vision.check_family:
+                check_vision(variant, model, str(source))
+            atomic_write_bytes(snapshot, data)
+            info.update(source_path=str(source.resolve()), source_sha256=file_sha256(source))
+        info.update(snapshot=VISION_NAME, snapshot_sha256=file_sha256(snapshot), family=model.family,
+                    input_shape=list(model.input_shape), latent_dim=model.latent_dim, latent=cfg.vision.latent)
+        atomic_write_json(run_dir / VISION_INFO, info)
+    model = _load_vision(snapshot, device)
+    expected = json.loads((run_dir / VISION_INFO).read_text())["snapshot_sha256"]
+    if file_sha256(snapshot) != expected:
+        raise CheckpointError(f"vision: {snapshot} does not match the SHA-256 recorded in {run_dir / VISION_INFO}")
+    return model
+
+
+def _resolve_vision(path: str) -> Path:
+    try:
+        return resolve_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(f"vision.run: {e}") from None
+
+
+def _read_vision(path: str) -> dict[str, Any]:
+    try:
+        return read_checkpoint(_resolve_vision(path))
+    except CheckpointError as e:
+        raise ConfigError(f"vision.run: {e}") from None
+
+
+def _load_vision(path: Path, device: torch.device) -> VAEBase:
+    try:
+        return load(path, device)
+    except CheckpointError as e:
+        raise ConfigError(f"vision.run: {e}") from None
+
+
+def read_model_config(payload: dict[str, Any]) -> ModelConfig:
+    """The ModelConfig recorded in a checkpoint payload (fields unknown to this version are dropped)."""
+    fields = set(ModelConfig.__dataclass_fields__)
+    return ModelConfig(**{k: v for k, v in payload["model_config"].items() if k in fields})
+
+
+# ----- the observation pipeline ----------------------------------------------------------------------------
+@dataclass
+class ObservationPipeline:
+    """Everything between a domain's pixels and the policy's input for one stage-2 run."""
+
+    cfg: Stage2Config
+    variant: Variant
+    vision: VAEBase | None  # the run's vision module (frozen); None for pixel variants
+    encoder: FrozenEncoder | None  # shared by all envs of wrapper variants
+    domains: list[str]  # train domain first, then the other evaluated domains
+
+    def make_env(self, domain: str, n_envs: int = 1, seed: int = 0, training: bool = False) -> VecEnv:
+        """A VecEnv of ``domain`` whose observations are exactly what the run's policy was trained on
+        (augmentation, for the AUG variant, only when ``training``)."""
+        venv = make_pixel_vec_env(self.cfg.env, domain, n_envs, seed)
+        return wrap_observations(venv, self.variant, encoder=self.encoder, vision=self.vision,
+                                 augment=self.cfg.agent.augment, training=training, seed=seed)
+
+
+def build_pipeline(cfg: Stage2Config, run_dir: Path, device: torch.device) -> ObservationPipeline:
+    """Import env modules, find the domains, load (or create) the run's vision snapshot and its shared encoder."""
+    import_env_modules(cfg.env)
+    variant = get_variant(cfg.agent.variant)
+    probe = make_pixel_vec_env(cfg.env, cfg.env.train_domain, 1, 0)
+    try:
+        hwc = frame_shape(probe.observation_space)
+    finally:
+        probe.close()
+    vision = prepare_vision(cfg, run_dir, hwc, device)
+    encoder = None
+    if vision is not None and variant.placement == "wrapper":
+        encoder = FrozenEncoder(vision, latent=cfg.vision.latent, device=device, resize=cfg.vision.resize,
+                                seed=cfg.train.seed)
+        encoder.source = str(run_dir / VISION_NAME)
+    return ObservationPipeline(cfg, variant, vision, encoder, domain_names(cfg.env))
+
+
+# ----- checkpoints -----------------------------------------------------------------------------------------
+def save_agent(model: Agent, run_dir: Path, algo: str, save_replay_buffer: bool = True) -> None:
+    """Atomically write ``agent.zip`` (and the replay buffer of off-policy algorithms)."""
+    buf = io.BytesIO()
+    model.save(buf)
+    atomic_write_bytes(run_dir / AGENT_NAME, buf.getvalue())
+    if algo in OFF_POLICY and save_replay_buffer:
+        buf = io.BytesIO()
+        model.save_replay_buffer(buf)  # type: ignore[union-attr]
+        atomic_write_bytes(run_dir / BUFFER_NAME, buf.getvalue())
+
+
+def _resume_agent(cfg: Stage2Config, run_dir: Path, venv: VecEnv, device: torch.device) -> Agent:
+    model = load_algorithm(cfg.agent.algo, run_dir / AGENT_NAME, env=venv, device=device)
+    if cfg.agent.algo in OFF_POLICY and (run_dir / BUFFER_NAME).exists():
+        model.load_replay_buffer(run_dir / BUFFER_NAME)  # type: ignore[union-attr]
+    # The saved last observation belongs to envs that no longer exist: make learn() reset the new ones.
+    model._last_obs = None  # type: ignore[union-attr]
+    return model
+
+
+# ----- the run ---------------------------------------------------------------------------------------------
+def run(cfg: Stage2Config, progress: bool = True, callbacks: Sequence[BaseCallback] = ()) -> dict[str, Any]:
+    """Execute (or resume) a stage-2 run; returns the summary also written to ``RUN_DIR/stage2.json``.
+
+    ``callbacks`` are extra SB3 callbacks run alongside the built-in evaluation, checkpoint and progress ones.
+    """
+    run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume, ignore=RESUMABLE_KEYS)
+    device = resolve_device(cfg.train.device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed)
+    pipe = build_pipeline(cfg, run_dir, device)
+    train_env = pipe.make_env(cfg.env.train_domain, cfg.env.n_envs, cfg.train.seed, training=True)
+    eval_envs = {d: pipe.make_env(d, cfg.train.eval_envs, cfg.train.seed + EVAL_SEED_OFFSET * (i + 1))
+                 for i, d in enumerate(pipe.domains)}
+    if resuming and (run_dir / AGENT_NAME).exists():
+        model = _resume_agent(cfg, run_dir, train_env, device)
+    else:
+        model = build_agent(cfg.agent, train_env, vision=pipe.vision, seed=cfg.train.seed, device=device)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+    start_steps = int(model.num_timesteps)
+
+    eval_path = run_dir / EVAL_NAME
+    history: EvalHistory = json.loads(eval_path.read_text()) if resuming and eval_path.exists() else {}
+    history = {d: [h for h in history.get(d, []) if h["timesteps"] <= start_steps] for d in pipe.domains}
+    evaluator = MultiDomainEvalCallback(eval_envs, cfg.train.eval_every, cfg.train.eval_episodes,
+                                        cfg.train.deterministic_eval, history=history,
+                                        on_evaluate=lambda h: atomic_write_json(eval_path, h),
+                                        seed=cfg.train.seed + EVAL_SEED_OFFSET)
+    save = lambda: save_agent(model, run_dir, cfg.agent.algo, cfg.train.save_replay_buffer)  # noqa: E731
+    cbs: list[BaseCallback] = [evaluator, PeriodicCallback(save, cfg.train.ckpt_every), *callbacks]
+    if progress:
+        cbs.append(TqdmProgress(cfg.train.total_timesteps, desc=f"stage2 {cfg.agent.variant}/{cfg.agent.algo}"))
+    remaining = cfg.train.total_timesteps - start_steps
+    t0 = time.perf_counter()
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=cbs, reset_num_timesteps=False)
+            save()
+    finally:
+        train_env.close()
+        for env in eval_envs.values():
+            env.close()
+    seconds = time.perf_counter() - t0
+    steps = int(model.num_timesteps) - start_steps
+    summary: dict[str, Any] = {
+        "variant": cfg.agent.variant, "algo": cfg.agent.algo, "env": cfg.env.id, "domains": pipe.domains,
+        "num_timesteps": int(model.num_timesteps), "resumed_from": start_steps if resuming else None,
+        "train_seconds": round(seconds, 2), "env_steps_per_second": round(steps / seconds, 1) if steps else None,
+        "final": {d: {k: h[-1][k] for k in ("timesteps", "mean_reward", "std_reward")} for d, h in history.items() if h},
+        "vision": json.loads((run_dir / VISION_INFO).read_text()) if (run_dir / VISION_INFO).exists() else None,
+    }
+    atomic_write_json(run_dir / SUMMARY_NAME, summary)
+    return summary
+
+
+# ----- stage 3's entry point -------------------------------------------------------------------------------
+@dataclass
+class LoadedAgent:
+    """A trained stage-2 agent with the means to rebuild its exact observation pipeline on any domain.
+
+    >>> agent = load_agent("runs/pickup/darla")                     # doctest: +SKIP
+    >>> env = agent.make_env("target", n_envs=4, seed=0)             # doctest: +SKIP
+    >>> actions = agent.predict(env.reset())                         # doctest: +SKIP
+    """
+
+    model: Agent  # an SB3 algorithm or EpisodicControl: anything evaluate_policy accepts
+    config: Stage2Config
+    pipeline: ObservationPipeline
+    run_dir: Path
+
+    @property
+    def variant(self) -> Variant:
+        return self.pipeline.variant
+
+    @property
+    def domains(self) -> list[str]:
+        """The domains the run was evaluated on (train domain first); ``make_env`` takes any domain the env knows."""
+        return list(self.pipeline.domains)
+
+    def make_env(self, domain: str, n_envs: int = 1, seed: int = 0) -> VecEnv:
+        """Monitor-wrapped envs of ``domain`` seen through the run's pipeline (never augmented)."""
+        return self.pipeline.make_env(domain, n_envs=n_envs, seed=seed, training=False)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of pipeline observations."""
+        return self.model.predict(obs, deterministic=deterministic)[0]
+
+
+def load_agent(run_dir: str | Path, device: str = "auto") -> LoadedAgent:
+    """Load a stage-2 run's agent and observation pipeline (vision snapshot verified against its SHA-256)."""
+    path = Path(run_dir)
+    if not (path / AGENT_NAME).exists():
+        raise FileNotFoundError(f"run_dir: {path} holds no trained agent ({AGENT_NAME}); run darla.stage2 first")
+    cfg = load_config(Stage2Config, path / "config.yaml")
+    dev = resolve_device(device)
+    pipe = build_pipeline(cfg, path, dev)
+    model = load_algorithm(cfg.agent.algo, path / AGENT_NAME, env=None, device=dev)
+    return LoadedAgent(model, cfg, pipe, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m darla.stage2", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. vision.run=runs/pickup/beta_vae_dae")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(Stage2Config, args.config, args.overrides)
+        summary = run(cfg, progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    final = "; ".join(f"{d} {r['mean_reward']:.2f} ± {r['std_reward']:.2f}" for d, r in summary["final"].items())
+    print(f"stage2 done: {summary['variant']}/{summary['algo']} on {summary['env']} at {summary['num_timesteps']} "
+          f"steps; eval {final}; run dir {cfg.run.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

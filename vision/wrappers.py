@@ -1,0 +1,236 @@
+"""Frozen vision as an observation transform: pixels in, disentangled latents out.
+
+Two lines turn any Gymnasium pixel environment into a latent-state one::
+
+    env = DisentangledObservation(gym.make("CarRacing-v3"), "runs/carracing/beta_vae")
+    obs, info = env.reset(seed=0)                       # obs: float32 latent means, shape (latent_dim,)
+
+For stable-baselines3 training, :class:`VecDisentangledObservation` wraps a ``VecEnv`` and encodes all
+sub-environments in one batched forward pass (terminal observations included, since SB3 bootstraps on them).
+
+Both wrappers share :class:`FrozenEncoder`, the single place where env frames (uint8 HWC, any size) are checked
+against the checkpoint's input shape, resized, converted and encoded — in eval mode, without gradients, on the
+chosen device. The encoder lives outside the policy on purpose: the policy stays a small MLP, replay buffers hold
+latents instead of images, and no optimiser can ever reach the vision weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from vision.checkpoint import load
+from vision.images import resize_frames, to_tensor
+from vision.models.base import VAEBase
+from vision.runtime import resolve_device
+
+LATENT_MODES = ("mean", "sample", "mean+logvar")
+
+
+class ObservationShapeError(ValueError):
+    """An environment's observations do not fit the vision model's input shape."""
+
+
+def frame_shape(space: gym.Space) -> tuple[int, int, int]:
+    """(H, W, C) of an image observation space; grayscale (H, W) counts as one channel."""
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) not in (2, 3):
+        raise ObservationShapeError(
+            f"observation space: expected uint8 image frames (H, W, C), got {space}; "
+            "wrap the env so that it returns pixels (e.g. an RGB-observation wrapper)"
+        )
+    h, w = space.shape[:2]
+    return (int(h), int(w), int(space.shape[2]) if len(space.shape) == 3 else 1)
+
+
+class FrozenEncoder:
+    """A trained vision model as a function ``uint8 frames (N, H, W, C) -> float32 latents (N, out_dim)``.
+
+    Args:
+        vision: a checkpoint path (``.pt`` or a stage-1 run directory) or a model instance; an instance is put in
+            eval mode with gradients disabled, i.e. frozen in place.
+        latent: ``"mean"`` (μ, the DARLA policy input), ``"sample"`` (z ~ q(z|x)) or ``"mean+logvar"`` (μ ‖ log σ²).
+        device: ``"auto"`` (CUDA when present, else CPU) or any torch device.
+        resize: resize frames whose H×W differs from the model's input (off: a mismatch is an error).
+        seed: seed of the sampling noise for ``latent="sample"``.
+    """
+
+    def __init__(
+        self,
+        vision: str | Path | VAEBase,
+        latent: str = "mean",
+        device: str | torch.device = "auto",
+        resize: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if latent not in LATENT_MODES:
+            raise ValueError(f"latent: unknown mode {latent!r}; choose from {LATENT_MODES}")
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if isinstance(vision, VAEBase):
+            self.source = f"<{type(vision).__name__} instance>"
+            model = vision.to(self.device)
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+        else:
+            self.source = str(vision)
+            model = load(vision, self.device)
+        if latent == "mean+logvar" and not model.stochastic:
+            raise ValueError(f"latent: 'mean+logvar' needs a stochastic model; family {model.family!r} has no log-variance")
+        if len(model.input_shape) != 3:
+            raise ObservationShapeError(f"vision: {self.source} takes inputs of shape {model.input_shape}, not images (C, H, W)")
+        self.model = model
+        self.latent = latent
+        self.resize = resize
+        self.input_shape: tuple[int, int, int] = tuple(model.input_shape)  # type: ignore[assignment]
+        self.out_dim = 2 * model.latent_dim if latent == "mean+logvar" else model.latent_dim
+        self._generator: torch.Generator | None = None
+        if latent == "sample":
+            self._generator = torch.Generator(device=self.device)
+            if seed is None:
+                self._generator.seed()  # fresh entropy for this generator only (torch.seed() would reseed globally)
+            else:
+                self._generator.manual_seed(int(seed))
+
+    @property
+    def observation_space(self) -> spaces.Box:
+        """The latent observation space the wrappers declare."""
+        return spaces.Box(-np.inf, np.inf, shape=(self.out_dim,), dtype=np.float32)
+
+    def check_space(self, space: gym.Space) -> None:
+        """Raise :class:`ObservationShapeError` (naming both shapes) unless frames of ``space`` can be encoded."""
+        h, w, c = frame_shape(space)
+        mc, mh, mw = self.input_shape
+        if c != mc:
+            raise ObservationShapeError(
+                f"observation shape {tuple(space.shape)} has {c} channel(s) but the vision model {self.source} "
+                f"expects input shape (C, H, W) = {self.input_shape}"
+            )
+        if (h, w) != (mh, mw) and not self.resize:
+            raise ObservationShapeError(
+                f"observation shape {tuple(space.shape)} does not match the vision model {self.source} input "
+                f"(C, H, W) = {self.input_shape}; enable resizing or render frames at {mh}x{mw}"
+            )
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """Encode a batch of uint8 frames (N, H, W, C) — or (N, H, W) grayscale — to float32 (N, out_dim)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:  # a batch of grayscale frames (N, H, W)
+            frames = frames[..., None]
+        _, h, w = self.input_shape
+        if frames.shape[1:3] != (h, w):
+            frames = resize_frames(frames, (h, w))
+        with torch.inference_mode():
+            mu, logvar = self.model.encode(to_tensor(frames, self.device))
+            if self.latent == "sample" and self.model.stochastic:
+                eps = torch.randn(mu.shape, generator=self._generator, device=self.device, dtype=mu.dtype)
+                out = mu + eps * (0.5 * logvar).exp()
+            elif self.latent == "mean+logvar":
+                out = torch.cat([mu, logvar], dim=1)
+            else:
+                out = mu
+        return out.float().cpu().numpy()
+
+
+def _as_encoder(vision: str | Path | VAEBase | FrozenEncoder, **kwargs: Any) -> FrozenEncoder:
+    return vision if isinstance(vision, FrozenEncoder) else FrozenEncoder(vision, **kwargs)
+
+
+class DisentangledObservation(gym.ObservationWrapper):
+    """Replace an env's pixel observations by the latent code of a frozen vision model.
+
+    Args:
+        env: any Gymnasium env whose observations are uint8 frames (H, W, C).
+        vision: checkpoint path / stage-1 run directory, a model instance, or a :class:`FrozenEncoder` to share.
+        latent, device, resize, seed: see :class:`FrozenEncoder` (ignored when ``vision`` is a FrozenEncoder).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        vision: str | Path | VAEBase | FrozenEncoder,
+        latent: str = "mean",
+        device: str | torch.device = "auto",
+        resize: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed)
+        self.encoder.check_space(env.observation_space)
+        self.observation_space = self.encoder.observation_space
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return self.encoder(observation[None])[0]
+
+
+class VecDisentangledObservation(VecEnvWrapper):
+    """SB3 ``VecEnv`` wrapper: all sub-envs' frames (and terminal frames) encoded in one batched forward pass.
+
+    Arguments as :class:`DisentangledObservation`; pass one :class:`FrozenEncoder` to several wrappers (training
+    and evaluation envs) to keep a single copy of the model in memory.
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        vision: str | Path | VAEBase | FrozenEncoder,
+        latent: str = "mean",
+        device: str | torch.device = "auto",
+        resize: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed)
+        encoder.check_space(venv.observation_space)
+        self.encoder = encoder
+        super().__init__(venv, observation_space=encoder.observation_space)
+
+    def reset(self) -> np.ndarray:
+        return self.encoder(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        ended = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
+        frames = obs
+        if ended:
+            frames = np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in ended])])
+        latents = self.encoder(frames)
+        n = len(obs)
+        for j, i in enumerate(ended):
+            infos[i]["terminal_observation"] = latents[n + j]
+        return latents[:n], rewards, dones, infos
+
+
+class VecResizeFrames(VecEnvWrapper):
+    """Resize every sub-env's uint8 frames to ``size`` = (H, W) (for pixel policies that need a fixed input)."""
+
+    def __init__(self, venv: VecEnv, size: Sequence[int]) -> None:
+        c = frame_shape(venv.observation_space)[2]
+        self.size = (int(size[0]), int(size[1]))
+        shape = (*self.size, c) if len(venv.observation_space.shape) == 3 else self.size
+        super().__init__(venv, observation_space=spaces.Box(0, 255, shape=shape, dtype=np.uint8))
+
+    def _resize(self, frames: np.ndarray) -> np.ndarray:
+        if frames.ndim == 3 and len(self.observation_space.shape) == 2:  # grayscale batch (N, H, W)
+            return resize_frames(frames[..., None], self.size)[..., 0]
+        return resize_frames(frames, self.size)
+
+    def reset(self) -> np.ndarray:
+        return self._resize(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i, done in enumerate(dones):
+            if done and "terminal_observation" in infos[i]:
+                infos[i]["terminal_observation"] = self._resize(infos[i]["terminal_observation"][None])[0]
+        return self._resize(obs), rewards, dones, infos
+
+
+__all__ = [
+    "LATENT_MODES", "ObservationShapeError", "FrozenEncoder", "DisentangledObservation",
+    "VecDisentangledObservation", "VecResizeFrames", "frame_shape",
+]

@@ -12,22 +12,26 @@
 
 Observations are (64, 64, 3) uint8. Domains share actions, dynamics and rewards; they differ only in appearance.
 """
-from envs.collect import COVERAGES, CollectedFrames, collect_frames
+import gymnasium as gym
+import numpy as np
+
+from envs.collect import COVERAGES, CollectedFrames, collect_frames, coverage_domain
 from envs.core import (
     COLOURS, Domain, DomainSpec, Factor, FactorEnv, FactorSpace, SceneData, resolve_domain,
 )
+from envs.evaluate import episode_returns, reference_table
 from envs.registry import ENV_IDS, domains, env_class, make_factor_env, register_envs, scene_data, scripted_policy
 
 register_envs()
 
 
-def factor_vector(env, info: dict):
+def factor_vector(env: gym.Env, info: dict) -> np.ndarray:
     """``info["factors"]`` of a (possibly wrapped) darla environment as an int64 vector in factor order."""
     return env.unwrapped.factor_vector(info["factors"])
 
 
 __all__ = [
     "COLOURS", "COVERAGES", "ENV_IDS", "CollectedFrames", "Domain", "DomainSpec", "Factor", "FactorEnv",
-    "FactorSpace", "SceneData", "collect_frames", "domains", "env_class", "factor_vector", "make_factor_env",
-    "register_envs", "resolve_domain", "scene_data", "scripted_policy",
+    "FactorSpace", "SceneData", "collect_frames", "coverage_domain", "domains", "env_class", "episode_returns", "factor_vector",
+    "make_factor_env", "reference_table", "register_envs", "resolve_domain", "scene_data", "scripted_policy",
 ]

@@ -301,6 +301,14 @@ class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
         self._render_into(out, f, self._appearance(f))
         return out
 
+    def render_factors(self, factors: np.ndarray) -> np.ndarray:
+        """Frames (n, 64, 64, 3) uint8 for factor index rows (n, K)."""
+        f = self.factor_space.check(factors)
+        out = np.empty((len(f), *FRAME_SHAPE), dtype=np.uint8)
+        for i, row in enumerate(f):
+            self._render_into(out[i], row, self._appearance(row))
+        return out
+
     def _appearance(self, f: np.ndarray) -> Any:
         key = tuple(f[self._visual].tolist())
         app = self._appearances.get(key)
@@ -347,11 +355,7 @@ class SceneData:
         return self.domain.sample(n, rng)
 
     def render(self, factors: np.ndarray) -> np.ndarray:
-        f = self.env.factor_space.check(factors)
-        out = np.empty((len(f), *FRAME_SHAPE), dtype=np.uint8)
-        for i, row in enumerate(f):
-            self.env._render_into(out[i], row, self.env._appearance(row))
-        return out
+        return self.env.render_factors(factors)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

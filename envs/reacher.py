@@ -143,7 +143,7 @@ class ReachEnv(FactorEnv):
             act = np.asarray(action, dtype=np.float64).reshape(-1)
             if act.shape != (self.n_joints,):
                 raise ValueError(f"action: expected shape ({self.n_joints},), got {np.shape(action)}")
-            delta = (np.clip(act, -1.0, 1.0) * self.max_delta).tolist()
+            delta = [max(-1.0, min(1.0, a)) * self.max_delta for a in act.tolist()]
         self._angles = [(a + d + math.pi) % (2 * math.pi) - math.pi for a, d in zip(self._angles, delta)]
         self._sync()
         tip = self._chain(self._angles)[-1]

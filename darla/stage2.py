@@ -220,6 +220,18 @@ def build_pipeline(cfg: Stage2Config, run_dir: Path, device: torch.device) -> Ob
     return ObservationPipeline(cfg, variant, vision, encoder, domain_names(cfg.env))
 
 
+def reference_returns(cfg: Stage2Config) -> dict[str, dict[str, float]] | None:
+    """Scripted and random policies' returns on the train domain of a darla env (None for other envs): the
+    yardsticks a learned agent's return is read against."""
+    import envs
+
+    if cfg.env.id not in envs.ENV_IDS or cfg.env.domain_kwarg != "domain":
+        return None
+    table = envs.reference_table(cfg.env.id, domains=[cfg.env.train_domain], episodes=cfg.train.eval_episodes,
+                                 seed=cfg.train.seed + EVAL_SEED_OFFSET, env_kwargs=dict(cfg.env.kwargs))
+    return {policy: {"mean_reward": m, "std_reward": sd} for policy, (m, sd) in table[cfg.env.train_domain].items()}
+
+
 # ----- checkpoints -----------------------------------------------------------------------------------------
 def save_agent(model: Agent, run_dir: Path, algo: str, save_replay_buffer: bool = True) -> None:
     """Atomically write ``agent.zip`` (and the replay buffer of off-policy algorithms)."""
@@ -291,6 +303,7 @@ def run(cfg: Stage2Config, progress: bool = True, callbacks: Sequence[BaseCallba
         "num_timesteps": int(model.num_timesteps), "resumed_from": start_steps if resuming else None,
         "train_seconds": round(seconds, 2), "env_steps_per_second": round(steps / seconds, 1) if steps else None,
         "final": {d: {k: h[-1][k] for k in ("timesteps", "mean_reward", "std_reward")} for d, h in history.items() if h},
+        "reference": reference_returns(cfg),
         "vision": json.loads((run_dir / VISION_INFO).read_text()) if (run_dir / VISION_INFO).exists() else None,
     }
     atomic_write_json(run_dir / SUMMARY_NAME, summary)

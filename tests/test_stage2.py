@@ -1,0 +1,188 @@
+"""python -m darla.stage2: every variant on Sprites, run directory contents, resume after a kill, load_agent, errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.callbacks import evaluate_domains
+from darla.config import ConfigError, Stage2Config, load_config
+from darla.stage2 import EVAL_SEED_OFFSET, load_agent, main, run
+from vision.checkpoint import file_sha256, save_checkpoint
+from vision.models import build_model
+from vision.models.base import ModelConfig
+from vision.wrappers import ObservationShapeError
+
+pytest.importorskip("envs")
+
+ENV = "darla/Sprites-v0"
+TINY = ["env.n_envs=2", "train.total_timesteps=128", "train.eval_every=64", "train.eval_episodes=1",
+        "train.eval_envs=1", "train.ckpt_every=64", "train.device=cpu"]
+HPARAMS = {"ppo": ["agent.hparams={n_steps: 32, batch_size: 32, n_epochs: 1}", "agent.policy_kwargs={net_arch: [32]}"],
+           "dqn": ["agent.hparams={learning_starts: 32, buffer_size: 500}", "agent.policy_kwargs={net_arch: [32]}"],
+           "ec": []}
+
+
+@pytest.fixture(scope="module")
+def vision_runs(tmp_path_factory):
+    """Stage-1-style run directories (checkpoint.pt inside) of the families the variants name."""
+    root = tmp_path_factory.mktemp("stage1")
+    torch.manual_seed(0)
+    small = dict(latent_dim=6, hidden=32)
+    dae = build_model(ModelConfig(family="dae", **small), (3, 64, 64))
+    bvd = build_model(ModelConfig(family="beta_vae_dae", **small), (3, 64, 64), pretrained=False)
+    bvd.attach_dae(dae)
+    models = {"dae": dae, "beta_vae_dae": bvd, "vae": build_model(ModelConfig(family="vae", **small), (3, 64, 64)),
+              "gray": build_model(ModelConfig(family="beta_vae_dae", **small), (1, 64, 64), pretrained=False)}
+    for name, model in models.items():
+        save_checkpoint(root / name / "checkpoint.pt", model, step=0)
+    return {name: root / name for name in models}
+
+
+VARIANT_VISION = {"BASELINE": None, "DARLA": "beta_vae_dae", "DARLA_ENT": "vae", "DARLA_DAE": "dae",
+                  "DARLA_FT": "beta_vae_dae", "RANDOM_ENC": None, "AUG": None}
+
+
+def config(tmp_path, variant, vision_runs, *extra, name=None, algo="ppo"):
+    vision = VARIANT_VISION.get(variant)
+    ovs = [f"run.dir={tmp_path / (name or variant)}", f"env.id={ENV}", f"agent.variant={variant}",
+           f"agent.algo={algo}", *TINY, *HPARAMS[algo]]
+    if vision:
+        ovs.append(f"vision.run={vision_runs[vision]}")
+    return load_config(Stage2Config, None, [*ovs, *extra])
+
+
+@pytest.mark.parametrize("variant", list(VARIANT_VISION))
+def test_each_variant_trains_on_sprites(tmp_path, vision_runs, variant):
+    cfg = config(tmp_path, variant, vision_runs, "train.total_timesteps=256", "train.eval_every=128")
+    summary = run(cfg, progress=False)
+    d = tmp_path / variant
+    assert summary["num_timesteps"] >= 256 and summary["domains"] == ["source", "target"]
+    for name in ("config.yaml", "run.json", "agent.zip", "evaluations.json", "stage2.json"):
+        assert (d / name).exists(), name
+    evals = json.loads((d / "evaluations.json").read_text())
+    assert [h["timesteps"] for h in evals["source"]] == [h["timesteps"] for h in evals["target"]]
+    assert evals["source"][0]["timesteps"] == 0 and evals["source"][-1]["timesteps"] == summary["num_timesteps"]
+    assert summary["reference"]["scripted"]["mean_reward"] > summary["reference"]["random"]["mean_reward"]
+    info = json.loads((d / "run.json").read_text())
+    assert info["git_sha"] and "stable-baselines3" in info["versions"]
+    if VARIANT_VISION[variant]:
+        vis = json.loads((d / "vision.json").read_text())
+        source = vision_runs[VARIANT_VISION[variant]] / "checkpoint.pt"
+        assert vis["source_path"] == str(source.resolve()) and vis["source_sha256"] == file_sha256(source)
+        assert vis["snapshot_sha256"] == file_sha256(d / "vision.pt") == vis["source_sha256"]
+    elif variant == "RANDOM_ENC":
+        assert json.loads((d / "vision.json").read_text())["random_init"] is True
+    else:
+        assert summary["vision"] is None and not (d / "vision.pt").exists()
+
+
+def test_tensorboard_has_one_eval_stream_per_domain(tmp_path, vision_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(config(tmp_path, "DARLA", vision_runs), progress=False)
+    acc = EventAccumulator(str(tmp_path / "DARLA" / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for domain in ("source", "target"):
+        steps = [e.step for e in acc.Scalars(f"eval/{domain}/mean_reward")]
+        assert steps[0] == 0 and steps[-1] >= 128 and len(steps) >= 3
+    assert "train/value_loss" in tags
+
+
+class Kill(BaseCallback):
+    """Simulates a kill: raises once training has passed ``at`` env steps."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps > self.at:
+            raise KeyboardInterrupt
+        return True
+
+
+@pytest.mark.parametrize("variant,algo", [("DARLA", "ppo"), ("DARLA", "dqn"), ("DARLA", "ec")])
+def test_resume_after_a_kill(tmp_path, vision_runs, variant, algo):
+    cfg = config(tmp_path, variant, vision_runs, "train.total_timesteps=192", algo=algo)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=False, callbacks=[Kill(at=100)])
+    d = tmp_path / variant
+    assert (d / "agent.zip").exists() and not (d / "stage2.json").exists()
+    if algo == "dqn":
+        assert (d / "replay_buffer.pkl").exists()
+    summary = run(cfg, progress=False)
+    assert summary["resumed_from"] is not None and 64 <= summary["resumed_from"] <= 100
+    assert summary["num_timesteps"] >= 192
+    assert summary["num_timesteps"] - summary["resumed_from"] < 192  # continued, not restarted
+    evals = json.loads((d / "evaluations.json").read_text())["source"]
+    steps = [h["timesteps"] for h in evals]
+    assert steps == sorted(steps) and steps[0] == 0
+    again = run(cfg, progress=False)  # a finished run returns at once
+    assert again["num_timesteps"] == summary["num_timesteps"] and again["train_seconds"] < 5
+
+
+def test_load_agent_rebuilds_the_exact_pipeline(tmp_path, vision_runs):
+    cfg = config(tmp_path, "DARLA", vision_runs)
+    summary = run(cfg, progress=False)
+    agent = load_agent(tmp_path / "DARLA", device="cpu")
+    assert agent.variant.name == "DARLA" and agent.domains == ["source", "target"]
+    envs = {d: agent.make_env(d, n_envs=cfg.train.eval_envs, seed=0) for d in agent.domains}
+    obs = envs["target"].reset()
+    assert obs.shape == (1, 6) and agent.predict(obs).shape == (1,)
+    # Same envs, seeds and weights as the run's final evaluation: the same returns.
+    again = evaluate_domains(agent.model, envs, cfg.train.eval_episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
+    for d in agent.domains:
+        assert again[d]["mean_reward"] == pytest.approx(summary["final"][d]["mean_reward"])
+
+
+def test_pixel_and_ft_agents_load_for_stage3(tmp_path, vision_runs):
+    for variant in ("BASELINE", "DARLA_FT"):
+        run(config(tmp_path, variant, vision_runs), progress=False)
+        agent = load_agent(tmp_path / variant, device="cpu")
+        obs = agent.make_env("target", n_envs=2, seed=1).reset()
+        assert obs.shape == (2, 64, 64, 3) and agent.predict(obs).shape == (2,)
+
+
+def test_clear_errors(tmp_path, vision_runs):
+    with pytest.raises(ConfigError, match="vision.run: variant DARLA needs a stage-1 run directory or checkpoint"):
+        run(config(tmp_path, "BASELINE", vision_runs, "agent.variant=DARLA", name="a"), progress=False)
+    with pytest.raises(ValueError, match="variant DARLA_DAE expects a vision module of family dae"):
+        run(config(tmp_path, "DARLA_DAE", vision_runs, f"vision.run={vision_runs['vae']}", name="b"), progress=False)
+    with pytest.raises(ObservationShapeError, match=r"\(64, 64, 3\).*\(1, 64, 64\)"):
+        run(config(tmp_path, "DARLA", vision_runs, f"vision.run={vision_runs['gray']}", "vision.check_family=false",
+                   name="c"), progress=False)
+    with pytest.raises(ConfigError, match="vision.run: checkpoint: no such file"):
+        run(config(tmp_path, "DARLA", vision_runs, f"vision.run={tmp_path / 'missing'}", name="d"), progress=False)
+    with pytest.raises(ConfigError, match="agent.variant: unknown variant 'DARLA_XL'"):
+        config(tmp_path, "DARLA_XL", vision_runs)
+    with pytest.raises(ConfigError, match="agent.algo: unknown algorithm 'ppo2'"):
+        config(tmp_path, "BASELINE", vision_runs, "agent.algo=ppo2")
+    with pytest.raises(ConfigError, match="env.id: 'NoSuchEnv-v9' is not a registered Gymnasium id"):
+        run(config(tmp_path, "BASELINE", vision_runs, "env.id=NoSuchEnv-v9", name="e"), progress=False)
+
+
+def test_cli(tmp_path, vision_runs, capsys):
+    yaml = tmp_path / "cfg.yaml"
+    yaml.write_text(f"env:\n  id: {ENV}\nagent:\n  variant: DARLA\n")
+    ovs = [f"run.dir={tmp_path / 'cli'}", f"vision.run={vision_runs['beta_vae_dae']}", *TINY, *HPARAMS["ppo"],
+           "train.total_timesteps=64"]
+    assert main(["--config", str(yaml), "--no-progress", *ovs]) == 0
+    assert "stage2 done: DARLA/ppo" in capsys.readouterr().out
+    assert main(["--config", str(yaml), "--no-progress", "agent.variant=NOPE"]) == 2
+    assert "error: agent.variant: unknown variant 'NOPE'" in capsys.readouterr().err
+
+
+def test_non_darla_pixel_env(tmp_path, vision_runs):
+    """A Gymnasium env darla knows nothing about: no domains, frames of another size (resized by the wrapper)."""
+    import gymnasium as gym
+
+    gym.register("stage2test/Blocks-v0", entry_point="tests.test_wrappers:BlockEnv", kwargs={"size": 80},
+                 max_episode_steps=20)
+    cfg = config(tmp_path, "DARLA", vision_runs, "env.id=stage2test/Blocks-v0", "env.domain_kwarg=''",
+                 "env.imports=[tests.test_wrappers]")
+    summary = run(cfg, progress=False)
+    assert summary["domains"] == ["source"] and summary["reference"] is None
+    assert np.isfinite(summary["final"]["source"]["mean_reward"])

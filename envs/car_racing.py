@@ -36,7 +36,8 @@ class CarRacingDomains(gym.Env[np.ndarray, Any]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
-    DOMAINS = {"source": {}, "target": {}, "target_hue": {}}
+    DOMAINS = {"source": {}, "target": {}, "target_hue": {}}  # no factors: the names are the whole definition
+    EPISODE_STEPS = 1000  # as CarRacing-v3 registers
 
     def __init__(self, domain: str = "source", render_mode: str | None = None, size: int = FRAME_SIZE,
                  discrete: bool = False, **car_kwargs: Any):

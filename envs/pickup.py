@@ -91,8 +91,6 @@ class PickupEnv(FactorEnv):
         self._k_agent = [fs.index("agent_x"), fs.index("agent_y")]
         self._k_heading = fs.index("heading")
         self._k_obj = np.array([[fs.index(f"object{i}_x"), fs.index(f"object{i}_y")] for i in range(self.n_objects)])
-        self._k_visual = [fs.index(n) for n in ("wall_colour", "floor_colour", "good_colour", "bad_colour", "lighting")]
-        self._agent_centres = np.asarray(fs["agent_x"].values)
         self._centres_list = list(fs["agent_x"].values)
         self._object_centres = np.asarray(fs["object0_x"].values)
         self._good = np.arange(self.n_objects) < self.n_good

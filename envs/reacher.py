@@ -84,8 +84,6 @@ class ReachEnv(FactorEnv):
         self._k_joints = [fs.index(f"joint{j}") for j in range(self.n_joints)]
         self._k_target = [fs.index("target_x"), fs.index("target_y")]
         self._link = REACH / self.n_joints
-        self._angle_centres = np.asarray(fs["joint0"].values)
-        self._target_centres = np.asarray(fs["target_x"].values)
         self._angle_list, self._target_list = list(fs["joint0"].values), list(fs["target_x"].values)
         self._deltas = np.zeros((2 * self.n_joints + 1, self.n_joints))
         for j in range(self.n_joints):
@@ -125,7 +123,7 @@ class ReachEnv(FactorEnv):
         rng = self.np_random
         self._angles = rng.uniform(-np.pi, np.pi, size=self.n_joints).tolist()
         self._f[self._k_target] = rng.integers(0, TARGET_BINS, size=2)
-        self._target = self._target_centres[self._f[self._k_target]].tolist()
+        self._target = [self._target_list[i] for i in self._f[self._k_target].tolist()]
         self._sync()
 
     def _sync(self) -> None:

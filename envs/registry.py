@@ -12,21 +12,22 @@ from gymnasium.envs.registration import load_env_creator
 
 from envs.core import DomainSpec, FactorEnv, SceneData
 
-#: id -> (entry point, registered kwargs, episode length).
-_SPECS: dict[str, tuple[str, dict[str, Any], int]] = {
-    "darla/Sprites-v0": ("envs.sprites:SpritesEnv", {}, 50),
-    "darla/Pickup-v0": ("envs.pickup:PickupEnv", {}, 150),
-    "darla/Reach-v0": ("envs.reacher:ReachEnv", {}, 100),
-    "darla/ReachDiscrete-v0": ("envs.reacher:ReachEnv", {"discrete": True}, 100),
-    "darla/CarRacing-v0": ("envs.car_racing:CarRacingDomains", {}, 1000),
+#: id -> (entry point, registered kwargs). Episode lengths come from each class's ``EPISODE_STEPS``.
+_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
+    "darla/Sprites-v0": ("envs.sprites:SpritesEnv", {}),
+    "darla/Pickup-v0": ("envs.pickup:PickupEnv", {}),
+    "darla/Reach-v0": ("envs.reacher:ReachEnv", {}),
+    "darla/ReachDiscrete-v0": ("envs.reacher:ReachEnv", {"discrete": True}),
+    "darla/CarRacing-v0": ("envs.car_racing:CarRacingDomains", {}),
 }
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 
 
 def register_envs() -> None:
     """Register every darla environment with Gymnasium (idempotent)."""
-    for env_id, (entry_point, kwargs, steps) in _SPECS.items():
+    for env_id, (entry_point, kwargs) in _SPECS.items():
         if env_id not in gym.registry:
+            steps = load_env_creator(entry_point).EPISODE_STEPS
             gym.register(env_id, entry_point=entry_point, kwargs=kwargs, max_episode_steps=steps)
 
 

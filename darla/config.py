@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -168,9 +169,29 @@ def _one_line(e: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key else msg
 
 
+@contextmanager
+def _config_errors() -> Iterator[None]:
+    """Turn OmegaConf and schema validation errors into one-line :class:`ConfigError`s naming the key."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+
+
+def _merge_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key=value")
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))) if overrides else cfg
+
+
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Schema defaults ← YAML file ← dotted overrides, validated into an instance of ``schema``."""
-    try:
+    with _config_errors():
         cfg = OmegaConf.structured(schema)
         if path is not None:
             p = Path(path)
@@ -181,18 +202,13 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             except Exception as e:  # YAML syntax errors come from yaml, not omegaconf
                 raise ConfigError(f"config: {p} is not valid YAML ({str(e).splitlines()[0]})") from None
             cfg = OmegaConf.merge(cfg, loaded)
-        for ov in overrides:
-            if "=" not in ov:
-                raise ConfigError(f"override {ov!r}: expected key=value")
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]  # runs each dataclass's __post_init__
-    except OmegaConfBaseException as e:
-        raise ConfigError(_one_line(e)) from None
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(str(e).splitlines()[0]) from None
+        return OmegaConf.to_object(_merge_overrides(cfg, overrides))  # type: ignore[return-value]  # runs __post_init__
+
+
+def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
+    """A copy of the config instance ``cfg`` with dotted ``overrides`` applied and validated."""
+    with _config_errors():
+        return OmegaConf.to_object(_merge_overrides(OmegaConf.structured(cfg), overrides))  # type: ignore[return-value]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

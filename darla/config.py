@@ -186,6 +186,12 @@ def _merge_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected key=value")
+        try:
+            OmegaConf.from_dotlist([ov])
+        except OmegaConfBaseException:
+            raise
+        except Exception as e:  # the value is parsed as YAML
+            raise ConfigError(f"override {ov!r}: value is not valid YAML ({str(e).splitlines()[0]})") from None
     return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))) if overrides else cfg
 
 

@@ -141,6 +141,13 @@ def test_scripted_policy_beats_random(env_id):
         envs.episode_returns(env_id, "greedy")
 
 
+def test_pickup_shaping_is_bounded():
+    _, shaped, _, actions, _ = rollout("darla/Pickup-v0", "source", seed=2, steps=149)
+    _, sparse, *_ = rollout("darla/Pickup-v0", "source", seed=2, actions=actions, shaping=0.0)
+    assert set(np.unique(sparse)) <= {-1.0, 0.0, 1.0} and not np.array_equal(shaped, sparse)
+    assert abs(shaped.sum() - sparse.sum()) <= 0.1 * np.hypot(6, 6)  # potential-based: telescopes
+
+
 @pytest.mark.parametrize("coverage", ["source", "source+target-factors", "randomised"])
 @pytest.mark.parametrize("policy", ["random", "explore"])
 def test_collect_frames_coverage(coverage, policy):

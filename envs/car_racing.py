@@ -61,6 +61,7 @@ class CarRacingDomains(gym.Env[np.ndarray, Any]):
         self._colour_rng: np.random.Generator | None = None
         self._episode_domain = parts[0]
         self._frame: np.ndarray | None = None
+        self._track = np.zeros((1, 2))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -78,6 +79,7 @@ class CarRacingDomains(gym.Env[np.ndarray, Any]):
         else:
             car.road_color, car.bg_color, car.grass_color = (c.copy() for c in self._defaults)
         obs, info = car.reset(seed=seed, options=options)
+        self._track = np.asarray(car.track)[:, 2:4]  # (x, y) of every track point, fixed for the episode
         return self._observe(obs), self._info(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -103,12 +105,10 @@ class CarRacingDomains(gym.Env[np.ndarray, Any]):
         return frame.copy()
 
     def _info(self, info: dict) -> dict:
-        car = self.car_env.car
-        hull = car.hull
-        track = np.asarray(self.car_env.track)[:, 2:4]
+        hull = self.car_env.car.hull
         x, y = hull.position
-        nearest = int(np.argmin(((track - (x, y)) ** 2).sum(1)))
-        ahead = track[(nearest + 1 + np.arange(LOOKAHEAD)) % len(track)]
+        nearest = int(np.argmin(((self._track - (x, y)) ** 2).sum(1)))
+        ahead = self._track[(nearest + 1 + np.arange(LOOKAHEAD)) % len(self._track)]
         vx, vy = hull.linearVelocity
         return {**info, "domain": self._episode_domain,
                 "car": np.array([x, y, hull.angle, vx, vy]), "track_ahead": ahead}

@@ -84,7 +84,9 @@ class FrozenEncoder:
             raise ValueError(f"latent: 'mean+logvar' needs a stochastic model; family {model.family!r} has no log-variance")
         if len(model.input_shape) != 3:
             raise ObservationShapeError(f"vision: {self.source} takes inputs of shape {model.input_shape}, not images (C, H, W)")
-        self.model = model
+        # Channels-last weights let oneDNN run the conv64 stack about 2x faster on CPU for env-sized batches
+        # (bench/wrapper_overhead.py); values are unchanged, only the memory layout of 4-D weights.
+        self.model = model.to(memory_format=torch.channels_last)
         self.latent = latent
         self.resize = resize
         self.input_shape: tuple[int, int, int] = tuple(model.input_shape)  # type: ignore[assignment]

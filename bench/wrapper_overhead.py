@@ -1,0 +1,108 @@
+"""Frozen-encoder wrapper overhead: env steps/s of N Pickup envs, raw vs through VecDisentangledObservation.
+
+    OMP_NUM_THREADS=1 python bench/wrapper_overhead.py [--envs 8] [--seconds 5] [--device cpu] [--threads 1]
+
+Both loops step the same ``DummyVecEnv`` of ``darla/Pickup-v0`` (source domain) with the same random actions; the
+wrapped loop adds one batched conv64 β-VAE forward pass per vec step (all N frames together, plus any terminal
+frames). Rounds alternate raw/wrapped so machine load affects both alike; the best round of each is reported.
+
+To separate the wrapper's own cost from the network's, the bare encoder forward on a batch of N frames is timed
+too: ``wrapper own cost = wrapped − raw − encoder`` per vec step. Target: wrapped ≤ 30% slower than raw.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
+
+import envs  # noqa: F401  (registers darla/*)
+from vision.images import to_tensor
+from vision.models import build_model
+from vision.models.base import ModelConfig
+from vision.runtime import atomic_write_json, resolve_device
+from vision.wrappers import FrozenEncoder, VecDisentangledObservation
+
+TARGET_SLOWDOWN = 0.30
+
+
+def vec_steps_per_second(venv: VecEnv, actions: np.ndarray, seconds: float) -> float:
+    """Env steps per second (sub-env steps, summed) stepping ``venv`` with ``actions`` for about ``seconds``."""
+    venv.reset()
+    for a in actions[:16]:  # warm-up
+        venv.step(a)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for a in actions:
+            venv.step(a)
+        steps += len(actions) * venv.num_envs
+    return steps / (time.perf_counter() - start)
+
+
+def encoder_ms(encoder: FrozenEncoder, n: int, repeats: int = 200) -> float:
+    """Milliseconds of one bare encoder forward on ``n`` frames (conversion included, no env, no wrapper)."""
+    frames = np.random.default_rng(0).integers(0, 256, size=(n, 64, 64, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        for _ in range(10):
+            encoder.model.encode(to_tensor(frames, encoder.device))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            encoder.model.encode(to_tensor(frames, encoder.device))
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--envs", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=5.0, help="per round and loop")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--latent-dim", type=int, default=10)
+    p.add_argument("--out", default="", help="optional JSON file for the results")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = resolve_device(a.device)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=a.latent_dim), (3, 64, 64))  # weights: irrelevant
+    encoder = FrozenEncoder(model, device=device)
+    raw = make_vec_env("darla/Pickup-v0", n_envs=a.envs, seed=0, env_kwargs={"domain": "source"})
+    wrapped = VecDisentangledObservation(make_vec_env("darla/Pickup-v0", n_envs=a.envs, seed=0,
+                                                      env_kwargs={"domain": "source"}), encoder)
+    actions = np.random.default_rng(0).integers(0, raw.action_space.n, size=(256, a.envs))
+    raw_rates, wrapped_rates = [], []
+    for _ in range(a.rounds):
+        raw_rates.append(vec_steps_per_second(raw, actions, a.seconds))
+        wrapped_rates.append(vec_steps_per_second(wrapped, actions, a.seconds))
+    raw_sps, wrapped_sps = max(raw_rates), max(wrapped_rates)
+    enc_ms = encoder_ms(encoder, a.envs)
+    raw_ms, wrapped_ms = a.envs / raw_sps * 1e3, a.envs / wrapped_sps * 1e3  # per vec step
+    slowdown = 1 - wrapped_sps / raw_sps
+    result = {
+        "envs": a.envs, "device": str(device), "torch_threads": torch.get_num_threads(),
+        "raw_steps_per_s": round(raw_sps, 1), "wrapped_steps_per_s": round(wrapped_sps, 1),
+        "slowdown": round(slowdown, 3), "target_slowdown": TARGET_SLOWDOWN,
+        "ms_per_vec_step": {"raw": round(raw_ms, 3), "wrapped": round(wrapped_ms, 3), "encoder_forward": round(enc_ms, 3),
+                            "wrapper_own": round(wrapped_ms - raw_ms - enc_ms, 3)},
+        "rounds": {"raw": [round(r, 1) for r in raw_rates], "wrapped": [round(r, 1) for r in wrapped_rates]},
+    }
+    print(f"{a.envs} x darla/Pickup-v0 on {device} ({torch.get_num_threads()} torch threads)")
+    print(f"  raw      {raw_sps:9.1f} env steps/s   {raw_ms:7.3f} ms per vec step")
+    print(f"  wrapped  {wrapped_sps:9.1f} env steps/s   {wrapped_ms:7.3f} ms per vec step")
+    print(f"  bare encoder forward on {a.envs} frames: {enc_ms:.3f} ms; wrapper's own cost: {wrapped_ms - raw_ms - enc_ms:.3f} ms")
+    verdict = "meets" if slowdown <= TARGET_SLOWDOWN else "misses"
+    print(f"  wrapped is {100 * slowdown:.1f}% slower than raw ({verdict} the <= {100 * TARGET_SLOWDOWN:.0f}% target)")
+    if a.out:
+        atomic_write_json(Path(a.out), result)
+    raw.close(), wrapped.close()
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Unsupervised model selection: ``python -m darla.select --sweep SWEEP_DIR``.
+
+Ranks the stage-1 models of a sweep by UDR (Unsupervised Disentanglement Ranking, Duan et al. 2020), which
+needs no labels: models trained with the same hyper-parameters and different seeds should agree, up to
+permutation and sign, on their latents when those latents are disentangled, and disagree when they are not.
+
+1. Group the sweep's trials into settings: trials whose swept values differ only in seed keys (``*.seed``).
+2. Encode one shared set of inputs, drawn from the sweep's training distribution, with every model
+   (posterior means; per-latent KL on the same inputs marks latents with KL < 0.01 inactive).
+3. For every model, score it against P other models of its setting (all of them by default) with the pairwise
+   UDR of :mod:`vision.metrics.udr`.
+4. A model's UDR is the median of its P pairwise scores; the sweep's UDR-best model is the one with the highest.
+
+Where the trials have supervised scores (``metrics.json``: set ``eval.metrics`` in the sweep), the selection
+also reports how the UDR ranking agrees with each of them (Spearman ρ with a bootstrap 95% CI over models).
+The result is written to ``SWEEP_DIR/selection.json`` and ``selection.md``; :func:`best_vision_run` is the entry
+point for pipelines ("the UDR-best vision module of sweep X").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from darla.config import ConfigError, Stage1Config, load_config
+from darla.sweep import SWEEP_PLAN, value_label
+from vision.checkpoint import CHECKPOINT_NAME, file_sha256, load
+from vision.runtime import atomic_write_json, atomic_write_text, resolve_device
+
+SELECTION_JSON = "selection.json"
+SELECTION_MD = "selection.md"
+CORRELATIONS = ("lasso", "spearman")
+KL_THRESHOLD = 0.01  # Duan et al.: latents whose KL to the prior is below this are inactive
+
+
+@dataclass
+class Candidate:
+    """A finished stage-1 trial of the sweep."""
+
+    trial: str
+    run_dir: Path
+    setting: str  # swept values other than seeds, e.g. "model.beta=4"
+    checkpoint_sha256: str
+
+
+def _is_seed_key(key: str, seed_keys: Sequence[str] | None) -> bool:
+    return key in seed_keys if seed_keys is not None else key.rsplit(".", 1)[-1] == "seed"
+
+
+def candidates(sweep_dir: str | Path, seed_keys: Sequence[str] | None = None) -> list[Candidate]:
+    """The sweep's finished stage-1 trials with their settings (swept values except seed keys)."""
+    root = Path(sweep_dir)
+    plan_path = root / SWEEP_PLAN
+    if not plan_path.exists():
+        raise FileNotFoundError(f"--sweep: {root} holds no {SWEEP_PLAN}; run python -m darla.sweep on it first")
+    plan = json.loads(plan_path.read_text())
+    if plan["stage"] != "stage1":
+        raise ConfigError(f"--sweep: {root} is a {plan['stage']} sweep; UDR selects stage-1 vision modules")
+    out = []
+    for t in plan["trials"]:
+        run_dir = Path(t["run_dir"])
+        if not (run_dir / "stage1.json").exists() or not (run_dir / CHECKPOINT_NAME).exists():
+            continue
+        kept = [f"{k}={value_label(v)}" for k, v in t["params"].items() if not _is_seed_key(k, seed_keys)]
+        out.append(Candidate(t["name"], run_dir, ",".join(kept) or "all", file_sha256(run_dir / CHECKPOINT_NAME)))
+    if not out:
+        raise FileNotFoundError(f"--sweep: {root} has no finished stage-1 trial yet")
+    return out
+
+
+def udr_inputs(run_dir: Path, num_points: int, seed: int) -> np.ndarray:
+    """``num_points`` uint8 images from the training distribution of the stage-1 run in ``run_dir``."""
+    from darla.stage1 import build_frames
+    from vision.data.dsprites import DSprites
+
+    cfg = load_config(Stage1Config, run_dir / "config.yaml")
+    rng = np.random.default_rng(seed)
+    if cfg.data.source == "dsprites":  # render just what is needed: the data are i.i.d. factor draws
+        ds = DSprites()
+        return ds.render(ds.sample_factors(num_points, rng))
+    store = build_frames(cfg.data, run_dir, progress=False)
+    index = np.sort(rng.choice(len(store), size=min(num_points, len(store)), replace=False))
+    return store.frames[index]
+
+
+def encode_candidate(run_dir: Path, images: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means (N, D) and mean per-latent KL on ``images`` (D,) of the model in ``run_dir``."""
+    from vision.metrics.representation import encoder_from_model, mean_kl
+
+    model = load(run_dir, device)
+    if not model.stochastic:
+        raise ConfigError(f"--sweep: {run_dir} holds a deterministic {model.family!r} model; UDR needs posterior KLs")
+    mu, logvar = encoder_from_model(model)(images)
+    assert logvar is not None  # stochastic models always return log-variances
+    return mu, mean_kl(mu, logvar)
+
+
+def udr_by_setting(codes: Sequence[np.ndarray], kls: Sequence[np.ndarray], settings: Sequence[str], *,
+                   correlation: str = "lasso", pairs: int = 0, seed: int = 0) -> tuple[list[float], list[dict[int, float]]]:
+    """Each model's UDR against the other models of its setting, and its pairwise scores {partner index: score}.
+
+    ``codes[i]`` (n, D_i) are model i's posterior means on inputs shared by all models, ``kls[i]`` (D_i,) its mean
+    KL per latent, ``settings[i]`` its hyper-parameter setting. A model is compared with ``pairs`` partners of its
+    setting (0: all of them) and scores the median of those comparisons; alone in its setting, it scores NaN.
+    """
+    from vision.metrics.udr import compute_udr
+
+    udr = [math.nan] * len(codes)
+    pairwise: list[dict[int, float]] = [{} for _ in codes]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(settings):
+        groups.setdefault(s, []).append(i)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        res = compute_udr([codes[i] for i in idx], [kls[i] for i in idx], correlation=correlation,
+                          kl_threshold=KL_THRESHOLD, num_pairs=None if pairs <= 0 else min(pairs, len(idx) - 1),
+                          seed=seed)
+        matrix = np.asarray(res["details"]["pairwise"], dtype=float)  # [partner, model]; NaN: not compared
+        for k, i in enumerate(idx):
+            udr[i] = float(res["scores"][f"model_{k}"])
+            pairwise[i] = {idx[j]: float(matrix[j, k]) for j in range(len(idx)) if math.isfinite(matrix[j, k])}
+    return udr, pairwise
+
+
+def select(
+    sweep_dir: str | Path,
+    *,
+    correlation: str = "lasso",
+    num_points: int = 1_000,
+    pairs: int = 0,
+    seed: int = 0,
+    seed_keys: Sequence[str] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """UDR-rank the finished stage-1 trials of a sweep; writes and returns ``SWEEP_DIR/selection.json``."""
+    if correlation not in CORRELATIONS:
+        raise ConfigError(f"--correlation: unknown {correlation!r}; choose from {CORRELATIONS}")
+    if num_points < 10:
+        raise ConfigError(f"--num-points: need at least 10 inputs, got {num_points}")
+    root = Path(sweep_dir)
+    cands = candidates(root, seed_keys)
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        groups.setdefault(c.setting, []).append(i)
+    if all(len(m) < 2 for m in groups.values()):
+        raise ConfigError(f"--sweep: UDR compares models of one setting trained with different seeds; no setting of "
+                          f"{root} has two finished trials (settings: {', '.join(groups)})")
+
+    dev = resolve_device(device)
+    images = udr_inputs(cands[0].run_dir, num_points, seed)
+    codes, kls = [], []
+    for c in tqdm(cands, desc="encode", disable=not progress, dynamic_ncols=True):
+        mu, kl = encode_candidate(c.run_dir, images, dev)
+        codes.append(mu)
+        kls.append(kl)
+
+    udr, pairwise = udr_by_setting(codes, kls, [c.setting for c in cands], correlation=correlation, pairs=pairs,
+                                   seed=seed)
+    models = [{
+        "trial": c.trial, "run_dir": str(c.run_dir), "setting": c.setting, "udr": udr[i],
+        "pairwise": {cands[j].trial: v for j, v in pairwise[i].items()}, "active_latents": int((kls[i] > KL_THRESHOLD).sum()),
+        "kl_per_latent": [float(x) for x in kls[i]], "metrics": _supervised_scores(c.run_dir),
+    } for i, c in enumerate(cands)]
+    ranked = sorted((m for m in models if math.isfinite(m["udr"])), key=lambda m: -m["udr"])
+    for rank, m in enumerate(ranked, 1):
+        m["rank"] = rank
+    by_setting = {s: [m["udr"] for m in models if m["setting"] == s] for s in groups}
+    settings = [{"setting": s, "models": len(u), "median_udr": _nanmedian(u)} for s, u in by_setting.items()]
+    result: dict[str, Any] = {
+        "sweep": str(root.resolve()),
+        "udr": {"correlation": correlation, "num_points": len(images), "pairs": pairs or "all", "seed": seed,
+                "kl_threshold": KL_THRESHOLD, "representation": "posterior mean",
+                "aggregation": "median over the pairwise scores with other seeds of the same setting",
+                "inputs": f"{len(images)} images from the training distribution of {cands[0].trial}"},
+        "seed_keys": list(seed_keys) if seed_keys is not None else "*.seed",
+        "best": {k: ranked[0][k] for k in ("trial", "run_dir", "setting", "udr")},
+        "models": ranked + [m for m in models if not math.isfinite(m["udr"])],
+        "settings": sorted(settings, key=lambda s: -s["median_udr"] if math.isfinite(s["median_udr"]) else math.inf),
+        "correlation_with_supervised": _correlations(ranked),
+        "checkpoints": {c.trial: c.checkpoint_sha256 for c in cands},
+    }
+    atomic_write_json(root / SELECTION_JSON, result)
+    atomic_write_text(root / SELECTION_MD, selection_markdown(result))
+    return result
+
+
+def _nanmedian(xs: Sequence[float]) -> float:
+    finite = [x for x in xs if math.isfinite(x)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def _supervised_scores(run_dir: Path) -> dict[str, float]:
+    from darla.report import flatten_scores
+
+    path = run_dir / "metrics.json"
+    return flatten_scores(json.loads(path.read_text())) if path.exists() else {}
+
+
+def _correlations(models: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Spearman ρ (bootstrap 95% CI) between UDR and every supervised score all ranked models share."""
+    from darla.report import spearman_with_ci
+
+    if len(models) < 3:
+        return {}
+    keys = sorted(set.intersection(*(set(m["metrics"]) for m in models)))
+    udr = [m["udr"] for m in models]
+    out = {}
+    for k in keys:
+        xs = [m["metrics"][k] for m in models]
+        if np.ptp(xs) == 0 or np.ptp(udr) == 0:
+            continue  # ρ is undefined for a constant score
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[k] = spearman_with_ci(udr, xs)
+    return out
+
+
+def _f(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def selection_markdown(result: dict[str, Any]) -> str:
+    """The selection as Markdown: ranking, per-setting medians, correlation with supervised scores."""
+    u = result["udr"]
+    metric_keys = list(result["correlation_with_supervised"])
+    lines = [f"# UDR selection: {Path(result['sweep']).name}", "",
+             f"UDR ({u['correlation']}, {u['num_points']} inputs, pairs: {u['pairs']}, KL < {u['kl_threshold']} "
+             f"inactive); {u['aggregation']}.", "",
+             f"**Best:** `{result['best']['trial']}` (UDR {_f(result['best']['udr'])}) → {result['best']['run_dir']}", "",
+             "| " + " | ".join(["rank", "trial", "setting", "UDR", "active latents", *metric_keys]) + " |",
+             "|---|---|---|---|---|" + "---|" * len(metric_keys)]
+    for m in result["models"]:
+        cells = [m.get("rank", "–"), m["trial"], m["setting"], _f(m["udr"]), m["active_latents"],
+                 *(_f(m["metrics"].get(k)) for k in metric_keys)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "| setting | models | median UDR |", "|---|---|---|"]
+    lines += [f"| {s['setting']} | {s['models']} | {_f(s['median_udr'])} |" for s in result["settings"]]
+    if metric_keys:
+        lines += ["", "UDR vs supervised scores (Spearman over models):", "", "| score | ρ | 95% CI | n |", "|---|---|---|---|"]
+        for k, c in result["correlation_with_supervised"].items():
+            lines.append(f"| {k} | {_f(c['rho'])} | [{_f(c['ci_low'])}, {_f(c['ci_high'])}] | {c['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def best_vision_run(sweep_dir: str | Path, **kwargs: Any) -> Path:
+    """The run directory of the UDR-best stage-1 model of a sweep.
+
+    Reuses ``SWEEP_DIR/selection.json`` when it was computed on exactly the sweep's current finished models
+    (same trials, same checkpoint bytes) and, if given, the same ``select`` keyword arguments; otherwise runs
+    :func:`select` (which rewrites it).
+    """
+    root = Path(sweep_dir)
+    path = root / SELECTION_JSON
+    if path.exists():
+        saved = json.loads(path.read_text())
+        current = {c.trial: c.checkpoint_sha256 for c in candidates(root, kwargs.get("seed_keys"))}
+        same_args = all(saved["udr"].get(k) == v for k, v in kwargs.items() if k in ("correlation", "seed"))
+        if saved.get("checkpoints") == current and same_args:
+            return Path(saved["best"]["run_dir"])
+    kwargs.setdefault("progress", False)
+    return Path(select(root, **kwargs)["best"]["run_dir"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m darla.select", description=__doc__.splitlines()[0])
+    p.add_argument("--sweep", required=True, help="a stage-1 sweep directory (python -m darla.sweep output)")
+    p.add_argument("--correlation", default="lasso", choices=CORRELATIONS, help="UDR similarity (default: lasso)")
+    p.add_argument("--num-points", type=int, default=1_000, help="shared inputs encoded by every model")
+    p.add_argument("--pairs", type=int, default=0, help="partners per model (P); 0: every other seed of its setting")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-keys", nargs="+", default=None,
+                   help="swept keys that are seeds, not hyper-parameters (default: every key ending in .seed)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        result = select(a.sweep, correlation=a.correlation, num_points=a.num_points, pairs=a.pairs, seed=a.seed,
+                        seed_keys=a.seed_keys, device=a.device, progress=not a.no_progress)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(selection_markdown(result))
+    print(f"written: {Path(a.sweep) / SELECTION_JSON}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Sweeps: trial expansion, finished-trial detection, summaries, and a 2×2 sweep on local Ray (rerun does no work)."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from darla import stage1
+from darla.config import ConfigError
+from darla.sweep import (STAGES, SUMMARY_JSON, SUMMARY_MD, SWEEP_PLAN, MissingRayError, SweepConfig, Trial, _import_ray,
+                         expand, finished_summary, load_sweep, main, run_sweep, summarize, summary_markdown, trial_config)
+
+ROOT = Path(__file__).resolve().parents[1]
+# Stage-1 runs of a few seconds: 256 dSprites images, 3 steps, 3 latents.
+TINY = ["data.num_images=256", "train.steps=3", "train.batch_size=8", "model.latent_dim=3", "eval.metrics=[]",
+        "train.log_every=1", "train.image_every=100", "train.ckpt_every=100"]
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # sweep configs name their base config relative to the repository root
+
+
+def _spec(tmp_path: Path, **kw: object) -> SweepConfig:
+    fields = {"stage": "stage1", "base": "configs/dsprites/beta_vae.yaml", "overrides": list(TINY),
+              "grid": {"model.beta": [1, 4], "train.seed": [0, 1]}, "dir": str(tmp_path / "sweep"), **kw}
+    return SweepConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_expand_names_values_and_run_dirs(tmp_path: Path) -> None:
+    trials = expand(_spec(tmp_path))
+    assert [t.name for t in trials] == ["model.beta=1,train.seed=0", "model.beta=1,train.seed=1",
+                                        "model.beta=4,train.seed=0", "model.beta=4,train.seed=1"]
+    t = trials[2]
+    assert t.params == {"model.beta": 4, "train.seed": 0}
+    assert t.run_dir == (tmp_path / "sweep" / "trials" / t.name).resolve()
+    cfg = trial_config(_spec(tmp_path), t)
+    assert (cfg.model.beta, cfg.train.seed, cfg.train.steps, cfg.run.dir) == (4.0, 0, 3, str(t.run_dir))
+    assert "--config configs/dsprites/beta_vae.yaml" in t.command("stage1", "configs/dsprites/beta_vae.yaml")
+
+
+def test_random_axes_are_seeded_and_stable_under_grid_growth(tmp_path: Path) -> None:
+    rand = {"train.lr": {"loguniform": [1e-4, 1e-3]}, "model.latent_dim": {"randint": [2, 5]},
+            "model.likelihood": {"choice": ["bernoulli", "gaussian"]}}
+    small = expand(_spec(tmp_path, grid={"model.beta": [1]}, random=rand, num_samples=3))
+    again = expand(_spec(tmp_path, grid={"model.beta": [1]}, random=rand, num_samples=3))
+    grown = expand(_spec(tmp_path, grid={"model.beta": [1, 2]}, random=rand, num_samples=3))
+    assert [t.params for t in small] == [t.params for t in again]
+    assert [t.name for t in small] == ["model.beta=1,sample=0", "model.beta=1,sample=1", "model.beta=1,sample=2"]
+    assert {t.name: t.params for t in small}.items() <= {t.name: t.params for t in grown}.items()
+    lrs = [t.params["train.lr"] for t in small]
+    assert len(set(lrs)) == 3 and all(1e-4 <= lr <= 1e-3 for lr in lrs)
+    assert all(2 <= t.params["model.latent_dim"] < 5 for t in grown)
+    other_seed = expand(_spec(tmp_path, grid={"model.beta": [1]}, random=rand, num_samples=3, seed=1))
+    assert [t.params["train.lr"] for t in other_seed] != lrs
+
+
+def test_variants_bundle_linked_overrides(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, grid={"train.seed": [0, 1]},
+                 variants={"wide": {"model.latent_dim": 8, "model.beta": 2}, "narrow": {"model.latent_dim": 2}})
+    trials = expand(spec)
+    assert [t.name for t in trials] == ["wide,train.seed=0", "wide,train.seed=1", "narrow,train.seed=0", "narrow,train.seed=1"]
+    cfg = trial_config(spec, trials[1])
+    assert (cfg.model.latent_dim, cfg.model.beta, cfg.train.seed) == (8, 2.0, 1)
+    assert trials[2].params == {"variant": "narrow", "model.latent_dim": 2, "train.seed": 0}
+
+
+def test_trials_axis_expands_another_sweeps_run_dirs(tmp_path: Path) -> None:
+    src = tmp_path / "vision"
+    runs = [src / "trials" / n for n in ("model.beta=1,train.seed=0", "model.beta=4,train.seed=0")]
+    for r in runs:
+        r.mkdir(parents=True)
+        (r / "stage1.json").write_text("{}")
+    (src / SWEEP_PLAN).write_text(json.dumps({"stage": "stage1", "trials": [
+        {"name": r.name, "run_dir": str(r), "params": {}} for r in runs]}))
+    spec = SweepConfig(stage="stage2", grid={"vision.run": [f"trials:{src}"], "train.seed": [0]}, dir=str(tmp_path / "agents"))
+    trials = expand(spec)
+    assert [t.params["vision.run"] for t in trials] == [str(r) for r in runs]
+    assert trials[0].name == "vision.run=model.beta=1_train.seed=0,train.seed=0"
+    assert trial_config(spec, trials[1]).vision.run == str(runs[1])
+    (runs[1] / "stage1.json").unlink()
+    with pytest.raises(ConfigError, match="grid.vision.run: 1 trials of .* are not finished"):
+        expand(spec)
+
+
+def test_udr_best_reference_is_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import darla.select
+
+    calls = []
+    monkeypatch.setattr(darla.select, "best_vision_run", lambda d: calls.append(d) or Path("/runs/best"))
+    spec = SweepConfig(stage="stage2", overrides=["vision.run=udr-best:runs/sweeps/x"], grid={"train.seed": [0, 1, 2]},
+                       dir=str(tmp_path / "agents"))
+    trials = expand(spec)
+    assert calls == ["runs/sweeps/x"]
+    assert all(trial_config(spec, t).vision.run == "/runs/best" for t in trials)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"stage": "stage9"}, "stage: unknown 'stage9'"),
+    ({"grid": {"run.dir": ["x"]}}, "grid.run.dir: run.\\* is set by the sweep"),
+    ({"grid": {"model.beta": []}}, "grid.model.beta: needs at least one value"),
+    ({"random": {"train.lr": {"normal": [0, 1]}}}, "random.train.lr: expected one of"),
+    ({"random": {"train.lr": {"loguniform": [0, 1]}}}, "random.train.lr.loguniform: low must be > 0"),
+    ({"random": {"train.lr": {"uniform": [2, 1]}}}, "random.train.lr.uniform: expected \\[low, high\\]"),
+    ({"random": {"model.beta": {"uniform": [1, 2]}}}, "random.model.beta: also a grid axis"),
+    ({"num_samples": 3}, "num_samples: > 1 repeats identical trials"),
+    ({"resources": {"cpu": 0}}, "resources.cpu: must be > 0"),
+])
+def test_bad_sweep_configs_name_the_key(tmp_path: Path, fields: dict, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    base = {"grid": {"model.beta": [1, 4]}, "dir": str(tmp_path / "s")}
+    base.update(fields)
+    path.write_text(json.dumps(base))
+    with pytest.raises(ConfigError, match=match):
+        load_sweep(path)
+
+
+def test_unknown_stage_key_names_the_trial(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, grid={"model.nope": [1]})
+    with pytest.raises(ConfigError, match="trial model.nope=1: .*nope"):
+        trial_config(spec, expand(spec)[0])
+
+
+def test_shipped_sweep_configs_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import darla.select
+
+    # References to other sweeps' results: a stand-in best run and a stand-in finished sweep.
+    monkeypatch.setattr(darla.select, "best_vision_run", lambda d: tmp_path / "best")
+    src = tmp_path / "vision"
+    (src / "trials" / "a").mkdir(parents=True)
+    (src / "trials" / "a" / "stage1.json").write_text("{}")
+    (src / SWEEP_PLAN).write_text(json.dumps({"stage": "stage1", "trials": [
+        {"name": "a", "run_dir": str(src / "trials" / "a"), "params": {}}]}))
+    paths = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+    assert {"local", "dsprites_beta", "pickup_vision", "pickup_agents", "pickup_correlation"} <= {p.stem for p in paths}
+    for path in paths:
+        copy = tmp_path / path.name
+        copy.write_text(re.sub(r"trials:[^\]\"',]+", f"trials:{src}", path.read_text()))
+        spec = load_sweep(copy, [f"dir={tmp_path / path.stem}"])
+        for t in expand(spec):
+            trial_config(spec, t)  # every key of every trial exists in the stage's schema
+
+
+def test_missing_ray_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingRayError, match=r'pip install -e "\.\[sweep\]"'):
+        _import_ray()
+
+
+def test_finished_summary_needs_the_same_config_and_full_length(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, grid={"train.seed": [0]})
+    trial = expand(spec)[0]
+    cfg = trial_config(spec, trial)
+    assert finished_summary(STAGES["stage1"], cfg, trial.run_dir) is None
+    stage1.run(cfg, progress=False)
+    assert finished_summary(STAGES["stage1"], cfg, trial.run_dir)["step"] == 3
+    longer = trial_config(spec, Trial(trial.name, trial.params, [*trial.overrides, "train.steps=5"], trial.run_dir))
+    assert finished_summary(STAGES["stage1"], longer, trial.run_dir) is None
+    other = trial_config(spec, Trial(trial.name, trial.params, [*trial.overrides, "model.beta=2"], trial.run_dir))
+    assert finished_summary(STAGES["stage1"], other, trial.run_dir) is None
+
+
+def test_summary_reports_errors_and_incomplete_trials(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    trials = expand(spec)
+    summary = summarize(spec, trials, STAGES["stage1"], errors={trials[0].name: "ValueError: boom"})
+    assert summary["counts"] == {"done": 0, "skipped": 0, "error": 1, "incomplete": 3}
+    md = summary_markdown(summary)
+    assert "| model.beta=1,train.seed=0 | error | 1 | 0 |" in md and "ValueError: boom" in md
+
+
+def test_two_by_two_sweep_on_local_ray_then_rerun_does_no_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray.tune")
+    spec = load_sweep(ROOT / "configs/sweeps/local.yaml", [f"dir={tmp_path / 'local'}", "max_concurrent=2"])
+    trials = expand(spec, TINY)
+    # One trial finished before the sweep started (an interrupted earlier invocation): Ray runs the other three.
+    stage1.run(trial_config(spec, trials[0]), progress=False)
+    summary = run_sweep(spec, num_cpus=2, extra_overrides=TINY, verbose=0)
+    assert summary["counts"] == {"done": 3, "skipped": 1, "error": 0, "incomplete": 0}
+    root = Path(summary["dir"])
+    saved = json.loads((root / SUMMARY_JSON).read_text())
+    assert [r["trial"] for r in saved["trials"]] == [t.name for t in trials]
+    assert all(r["result"]["step"] == 3 for r in saved["trials"])
+    assert (root / SUMMARY_MD).read_text().count("| model.beta=") == 4
+    assert list((root / "ray").glob("*/*/events.out.tfevents.*")), "Tune's tensorboard stream"
+    assert all(list((t.run_dir / "tb").glob("events.out.tfevents.*")) for t in trials)
+    stamps = {t.name: (t.run_dir / "checkpoint.pt").stat().st_mtime_ns for t in trials}
+
+    # Rerun: everything is finished, so Ray is not even started and no checkpoint is touched.
+    import darla.sweep
+
+    monkeypatch.setattr(darla.sweep, "_tune", lambda *a, **k: pytest.fail("a finished sweep started Ray"))
+    assert main(["--config", "configs/sweeps/local.yaml", f"dir={tmp_path / 'local'}", "--quiet",
+                 *(f"--set={o}" for o in TINY)]) == 0
+    assert json.loads((root / SUMMARY_JSON).read_text())["counts"]["skipped"] == 4
+    assert stamps == {t.name: (t.run_dir / "checkpoint.pt").stat().st_mtime_ns for t in trials}

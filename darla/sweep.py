@@ -13,7 +13,7 @@ with the stage's own CLI. The same command runs on a laptop (local Ray, the defa
     grid:                               # crossed: one trial per combination
       model.beta: [1, 4, 16]
       train.seed: [0, 1, 2]
-    variants: {}                        # named bundles of overrides, crossed with the grid
+    variants: {}                        # named bundles of linked values, crossed with the grid
     random:                             # drawn per trial from a seeded RNG
       train.lr: {loguniform: [1.0e-4, 1.0e-3]}
     num_samples: 1                      # random draws per grid point
@@ -24,9 +24,12 @@ with the stage's own CLI. The same command runs on a laptop (local Ray, the defa
 
 Trials are expanded here, deterministically, so each has a stable name (``model.beta=4,train.seed=0``) and run
 directory. Trials whose run directory already holds a finished result are skipped before Ray is started: an
-interrupted sweep, rerun, only does the missing work. An override value ``udr-best:<sweep dir>`` is replaced by
-the UDR-best stage-1 run of that sweep (:func:`darla.select.best_vision_run`), so an agent sweep can take "the
-best vision module of sweep X" as its input.
+interrupted sweep, rerun, only does the missing work (an unfinished trial resumes from its last checkpoint).
+
+Sweeps can build on sweeps. A value ``udr-best:<sweep dir>`` (in ``overrides``, ``grid`` or ``variants``) is
+replaced by the UDR-best stage-1 run of that sweep (:func:`darla.select.best_vision_run`): "the best vision
+module of sweep X" without choosing β by hand. A grid axis given as ``["trials:<sweep dir>"]`` takes the run
+directories of every trial of that (finished) sweep, e.g. one agent per vision module.
 
 The sweep directory holds ``sweep.json`` (the expanded plan), ``trials/`` (one run directory per trial, each
 with its own tensorboard events), ``ray/`` (Tune's experiment state and its tensorboard stream of trial results)
@@ -431,7 +434,10 @@ def _tune(spec: SweepConfig, stage: Stage, pending: list[Trial], root: Path, *, 
         if address is None:
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level=logging.WARNING)
         else:
-            ray.init(address=address, logging_level=logging.WARNING)
+            try:
+                ray.init(address=address, logging_level=logging.WARNING)
+            except ConnectionError as e:
+                raise ConfigError(f"--address {address}: {str(e).splitlines()[0]}") from None
         started = True
     try:
         trainable = tune.with_parameters(

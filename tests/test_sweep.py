@@ -163,6 +163,19 @@ def test_finished_summary_needs_the_same_config_and_full_length(tmp_path: Path) 
     assert finished_summary(STAGES["stage1"], other, trial.run_dir) is None
 
 
+def test_stage2_trials_are_done_at_their_timestep_budget(tmp_path: Path) -> None:
+    stage = STAGES["stage2"]
+    spec = SweepConfig(stage="stage2", overrides=["train.total_timesteps=1000"], grid={"train.seed": [0]},
+                       dir=str(tmp_path / "agents"))
+    cfg = trial_config(spec, expand(spec)[0])
+    summary = {"num_timesteps": 1024, "train_seconds": 3.5,
+               "final": {"source": {"timesteps": 1024, "mean_reward": 2.5, "std_reward": 1.0},
+                         "target": {"timesteps": 1024, "mean_reward": 0.5, "std_reward": 1.0}}}
+    assert stage.is_done(cfg, summary) and not stage.is_done(cfg, {**summary, "num_timesteps": 512})
+    assert stage.row(summary, tmp_path) == {"timesteps": 1024, "train_seconds": 3.5, "reward/source": 2.5,
+                                            "reward/target": 0.5}
+
+
 def test_summary_reports_errors_and_incomplete_trials(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     trials = expand(spec)

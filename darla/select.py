@@ -257,8 +257,8 @@ def best_vision_run(sweep_dir: str | Path, **kwargs: Any) -> Path:
     """The run directory of the UDR-best stage-1 model of a sweep.
 
     Reuses ``SWEEP_DIR/selection.json`` when it was computed on exactly the sweep's current finished models
-    (same trials, same checkpoint bytes) and, if given, the same ``select`` keyword arguments; otherwise runs
-    :func:`select` (which rewrites it).
+    (same trials, same checkpoint bytes) and, where given, with the same ``correlation`` and ``seed``; otherwise
+    runs :func:`select` with ``kwargs`` (which rewrites it).
     """
     root = Path(sweep_dir)
     path = root / SELECTION_JSON

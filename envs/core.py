@@ -293,13 +293,8 @@ class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
 
     def render_from_factors(self, factors: Mapping[str, int] | np.ndarray) -> np.ndarray:
         """The (64, 64, 3) uint8 frame of a factor assignment (a name -> index mapping or a (K,) vector)."""
-        if isinstance(factors, Mapping):
-            f = self.factor_space.vector(factors)
-        else:
-            f = self.factor_space.check(np.asarray(factors).reshape(1, -1))[0]
-        out = np.empty(FRAME_SHAPE, dtype=np.uint8)
-        self._render_into(out, f, self._appearance(f))
-        return out
+        f = self.factor_space.vector(factors) if isinstance(factors, Mapping) else np.asarray(factors)
+        return self.render_factors(f.reshape(1, -1))[0]
 
     def render_factors(self, factors: np.ndarray) -> np.ndarray:
         """Frames (n, 64, 64, 3) uint8 for factor index rows (n, K)."""

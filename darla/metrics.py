@@ -1,0 +1,106 @@
+"""Score a trained vision module with the disentanglement metric suite.
+
+``python -m darla.metrics --run RUN_DIR [--data dsprites] [--metrics all] [--num-points N]``
+
+Loads the model in ``RUN_DIR`` (``vision.load``), encodes the evaluation pools of the ground-truth data once, runs
+the requested metrics (``all``, names such as ``mig`` ``dci``, or ``name:variant`` such as ``dci:sklearn_gbt``),
+prints a table, merges the results into ``RUN_DIR/metrics.json`` (same format as stage 1 writes: ``{key: result}``)
+and logs every score to TensorBoard under ``RUN_DIR/tb`` as ``metrics/<key>/<score>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from vision.data.dsprites import DSprites
+from vision.data.ground_truth import GroundTruthData
+
+DATA_SOURCES: dict[str, Callable[[], GroundTruthData]] = {"dsprites": DSprites}
+"""``--data`` name -> factory of the ground-truth data the metrics score against."""
+
+METRICS_NAME = "metrics.json"
+
+
+def ground_truth(name: str) -> GroundTruthData:
+    """The registered ground-truth data source ``name``."""
+    try:
+        return DATA_SOURCES[name]()
+    except KeyError:
+        raise ValueError(f"--data: unknown data source {name!r}; choose from {sorted(DATA_SOURCES)}") from None
+
+
+def score_run(run: str | Path, data: str = "dsprites", metrics: list[str] | None = None, num_points: int = 10_000,
+              seed: int = 0, device: str = "auto", progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Evaluate the model of ``run`` and record the results in the run directory.
+
+    Returns the new results and the ``metrics.json`` they were merged into (results of other metrics already in
+    the file are kept; a metric scored again replaces its entry).
+    """
+    import vision
+    from vision.checkpoint import read_checkpoint, resolve_checkpoint
+    from vision.metrics import encoder_from_model, evaluate, resolve_names
+    from vision.runtime import atomic_write_json
+
+    run_dir = Path(run)
+    ckpt = resolve_checkpoint(run_dir)
+    run_dir = ckpt.parent
+    names = metrics or ["all"]
+    resolve_names(names)  # fail on a bad name before loading anything
+    source = ground_truth(data)
+    model = vision.load(ckpt, device)
+    h, w, c = source.observation_shape
+    if tuple(model.input_shape) != (c, h, w):
+        raise ValueError(f"--data: {data} renders images of shape (C, H, W) = {(c, h, w)}, "
+                         f"but the model in {ckpt} takes {tuple(model.input_shape)}")
+    results = evaluate(source, encoder_from_model(model), names, num_points=num_points, seed=seed, progress=progress)
+    for r in results.values():
+        r["params"]["checkpoint"] = str(ckpt)
+    path = run_dir / METRICS_NAME
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(results)
+    atomic_write_json(path, merged)
+    step = int(read_checkpoint(ckpt).get("step", 0))
+    _log_tensorboard(run_dir / "tb", results, step)
+    return results, path
+
+
+def _log_tensorboard(log_dir: Path, results: dict[str, Any], step: int) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        for key, r in results.items():
+            for score, value in r["scores"].items():
+                writer.add_scalar(f"metrics/{key}/{score}", value, step)
+    finally:
+        writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vision.metrics import summary_table
+
+    parser = argparse.ArgumentParser(prog="python -m darla.metrics", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="stage-1 run directory (or checkpoint .pt)")
+    parser.add_argument("--data", default="dsprites", help=f"ground-truth data: {', '.join(sorted(DATA_SOURCES))}")
+    parser.add_argument("--metrics", nargs="+", default=["all"], help="'all', metric names or name:variant")
+    parser.add_argument("--num-points", type=int, default=10_000, help="train pool size (test pool: half)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    try:
+        results, path = score_run(args.run, args.data, args.metrics, args.num_points, args.seed, args.device,
+                            progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary_table(results))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

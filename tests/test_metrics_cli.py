@@ -1,0 +1,41 @@
+"""``python -m darla.metrics``: scores a run directory, merges metrics.json, logs TensorBoard scalars."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from darla.metrics import main
+from vision.checkpoint import save_checkpoint
+from vision.models import ModelConfig, build_model
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=4), (1, 64, 64))
+    save_checkpoint(tmp_path / "checkpoint.pt", model, step=7)
+    return tmp_path
+
+
+def test_cli_writes_metrics_json_and_tensorboard(run_dir, capsys):
+    assert main(["--run", str(run_dir), "--metrics", "mig", "dci", "--num-points", "200", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "mig" in out and "lightgbm" in out and "metrics.json" in out
+    res = json.loads((run_dir / "metrics.json").read_text())
+    assert set(res) == {"mig", "dci"}
+    assert res["dci"]["variant"] == "lightgbm" and res["mig"]["params"]["num_points"] == 200
+    assert res["mig"]["params"]["dropped_factors"] == ["color"] and np.isfinite(res["mig"]["scores"]["mig"])
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    # A second call adds its metric and keeps the others.
+    assert main(["--run", str(run_dir), "--metrics", "irs", "--num-points", "200", "--no-progress"]) == 0
+    assert set(json.loads((run_dir / "metrics.json").read_text())) == {"mig", "dci", "irs"}
+
+
+def test_cli_rejects_unknown_data_and_metric(run_dir, capsys):
+    assert main(["--run", str(run_dir), "--data", "pickup", "--no-progress"]) == 2
+    assert "unknown data source 'pickup'" in capsys.readouterr().err
+    assert main(["--run", str(run_dir), "--metrics", "bogus", "--no-progress"]) == 2
+    assert "unknown metric 'bogus'" in capsys.readouterr().err
+    assert main(["--run", str(run_dir / "nowhere"), "--no-progress"]) == 2
+    assert not (run_dir / "metrics.json").exists()

@@ -38,7 +38,8 @@ ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
     "ec": (spaces.Discrete,),
 }
 # Constructor arguments the factory sets itself; a config may not override them through hparams.
-RESERVED = ("self", "policy", "env", "policy_kwargs", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
+RESERVED = ("self", "policy", "env", "policy_kwargs", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model",
+            "observation_space", "action_space")
 SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,

@@ -17,11 +17,12 @@ checked, because SB3's ``ortho_init`` would otherwise overwrite them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import gymnasium as gym
 import torch
+from torch import nn
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.augment import VecImageAugmentation
@@ -107,6 +108,9 @@ def random_vision(
 ) -> VAEBase:
     """An untrained vision model for RANDOM_ENC: the given architecture (default: β-VAE conv64) at a fixed seed.
 
+    The encoder is initialised variance-preserving (orthogonal weights, gain √2 before each ReLU, zero biases),
+    as random-feature baselines are: PyTorch's default initialisation shrinks activations layer by layer, and its
+    latents vary by ~1e-3 across frames — a control no policy could use, for reasons of scale, not information.
     Without ``input_shape`` it takes the env's channels at 64×64 (conv64's input size); frames are resized to it.
     """
     cfg = model_config or ModelConfig()
@@ -114,6 +118,10 @@ def random_vision(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg, shape, pretrained=False)
+        layers = [m for m in model.encoder.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for i, layer in enumerate(layers):
+            nn.init.orthogonal_(layer.weight, gain=1.0 if i == len(layers) - 1 else math.sqrt(2))
+            nn.init.zeros_(layer.bias)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -12,7 +12,6 @@ too: ``wrapper own cost = wrapped − raw − encoder`` per vec step. Target: wr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -40,7 +40,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallback, TqdmProgress
 from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
-from darla.config import ConfigError, EnvConfig, Stage2Config, load_config, to_dict
+from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
 from darla.runs import prepare_run_dir
 from vision.checkpoint import CheckpointError, file_sha256, load, read_checkpoint, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
@@ -140,12 +140,16 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
                 raise ConfigError(f"vision.run: variant {variant.name} needs a stage-1 run directory or checkpoint "
                                   f"(a {kind} model)")
             source = _resolve_vision(cfg.vision.run)
-            data = source.read_bytes()
-            model = _load_vision(source, device)
-            if cfg.vision.check_family:
-                check_vision(variant, model, str(source))
-            atomic_write_bytes(snapshot, data)
-            info.update(source_path=str(source.resolve()), source_sha256=file_sha256(source))
+            # Snapshot first and check the snapshot: what is checked, hashed and used is one and the same file.
+            atomic_write_bytes(snapshot, source.read_bytes())
+            try:
+                model = _load_vision(snapshot, device)
+                if cfg.vision.check_family:
+                    check_vision(variant, model, str(source))
+            except (ConfigError, ValueError):
+                snapshot.unlink()
+                raise
+            info.update(source_path=str(source.resolve()), source_sha256=file_sha256(snapshot))
         info.update(snapshot=VISION_NAME, snapshot_sha256=file_sha256(snapshot), family=model.family,
                     input_shape=list(model.input_shape), latent_dim=model.latent_dim, latent=cfg.vision.latent)
         atomic_write_json(run_dir / VISION_INFO, info)

@@ -195,6 +195,11 @@ def test_random_encoder_is_seeded():
     b = random_vision((64, 64, 3), seed=3, model_config=ModelConfig(hidden=32))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert a.input_shape == (3, 64, 64) and not any(p.requires_grad for p in a.parameters())
+    # Variance-preserving init: latents of different frames differ at unit scale, not by ~1e-3 (PyTorch default).
+    frames = np.zeros((2, 64, 64, 3), np.uint8)
+    frames[0, :, :32], frames[1, :, 32:] = 200, 200
+    z = FrozenEncoder(a, device="cpu")(frames)
+    assert np.abs(z[0] - z[1]).max() > 0.1
 
 
 # ----- augmentation ----------------------------------------------------------------------------------------

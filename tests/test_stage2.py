@@ -104,7 +104,7 @@ class Kill(BaseCallback):
         return True
 
 
-@pytest.mark.parametrize("variant,algo", [("DARLA", "ppo"), ("DARLA", "dqn"), ("DARLA", "ec")])
+@pytest.mark.parametrize("variant,algo", [("DARLA", "ppo"), ("DARLA", "dqn"), ("DARLA", "ec"), ("BASELINE", "ppo")])
 def test_resume_after_a_kill(tmp_path, vision_runs, variant, algo):
     cfg = config(tmp_path, variant, vision_runs, "train.total_timesteps=192", algo=algo)
     with pytest.raises(KeyboardInterrupt):

@@ -41,14 +41,20 @@ def pca(data: GroundTruthData, n_components: int = 10, num_fit: int = 5_000, see
 
 def ica(data: GroundTruthData, n_components: int = 10, num_fit: int = 5_000, seed: int = 0,
         max_iter: int = 400) -> EncodeFn:
-    """FastICA sources (``n_components``, unit-variance whitening) fitted on ``num_fit`` sampled images."""
+    """FastICA sources (``n_components``) fitted on ``num_fit`` sampled images, after PCA whitening to as many.
+
+    Whitening is done by PCA first because FastICA's own whitening of 4,096 mostly constant binary pixels yields
+    NaN sources (sklearn 1.9).
+    """
     import warnings
 
-    from sklearn.decomposition import FastICA
+    from sklearn.decomposition import PCA, FastICA
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
 
     images, _ = sample_observations(data, num_fit, np.random.default_rng(seed))
-    model = FastICA(n_components=n_components, whiten="unit-variance", max_iter=max_iter, random_state=seed)
+    model = make_pipeline(PCA(n_components=n_components, whiten=True, random_state=seed),
+                          FastICA(whiten=False, max_iter=max_iter, random_state=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(_flat(images))

@@ -126,9 +126,8 @@ class RepresentationCache:
         num_test = max(2, num_points // 2) if num_test is None else int(num_test)
         if num_test < 2:
             raise ValueError(f"num_test: need at least 2 test points, got {num_test}")
-        rng = np.random.default_rng(seed)
         sizes = tuple(int(s) for s in data.factor_sizes)
-        factors = check_factors(data.sample_factors(num_points + num_test, rng), sizes, "data.sample_factors")
+        factors = pool_factors(data, num_points, num_test, seed)
         mu, logvar = encode_images(data, encode, factors, batch_size, progress)
         n = num_points
         keep = [k for k in range(len(sizes)) if len(np.unique(factors[:n, k])) > 1]
@@ -253,6 +252,17 @@ class RepresentationCache:
             pos = np.where(c > 1, (rank[a] + offset) % c, 0)
             second[rows] = order[starts[g] + pos]
         return first, second
+
+
+def pool_factors(data: GroundTruthData, num_points: int, num_test: int, seed: int = 0) -> np.ndarray:
+    """The factors of the train then test pools that :meth:`RepresentationCache.build` draws for ``seed``.
+
+    Exposed so a representation that is not an image encoder (the factors themselves) can be scored on the very
+    same points through :meth:`RepresentationCache.from_arrays`.
+    """
+    sizes = tuple(int(s) for s in data.factor_sizes)
+    return check_factors(data.sample_factors(num_points + num_test, np.random.default_rng(seed)), sizes,
+                         "data.sample_factors")
 
 
 def mean_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Frozen-encoder wrapper overhead: env steps/s of N Pickup envs, raw vs through VecDisentangledObservation.
+"""Frozen-encoder wrapper overhead: env steps/s of N envs (Pickup by default), raw vs through VecDisentangledObservation.
 
     OMP_NUM_THREADS=1 python bench/wrapper_overhead.py [--envs 8] [--seconds 5] [--device cpu] [--threads 1]
+    OMP_NUM_THREADS=1 python bench/wrapper_overhead.py --env-id CarRacing-v3     # any pixel env, resized to 64x64
 
 Both loops step the same ``DummyVecEnv`` of ``darla/Pickup-v0`` (source domain) with the same random actions; the
 wrapped loop adds one batched conv64 β-VAE forward pass per vec step (all N frames together, plus any terminal
@@ -57,6 +58,7 @@ def encoder_ms(encoder: FrozenEncoder, n: int, repeats: int = 200) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env-id", default="darla/Pickup-v0")
     p.add_argument("--envs", type=int, default=8)
     p.add_argument("--seconds", type=float, default=5.0, help="per round and loop")
     p.add_argument("--rounds", type=int, default=3)
@@ -71,10 +73,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = build_model(ModelConfig(family="beta_vae", latent_dim=a.latent_dim), (3, 64, 64))  # weights: irrelevant
     encoder = FrozenEncoder(model, device=device)
-    raw = make_vec_env("darla/Pickup-v0", n_envs=a.envs, seed=0, env_kwargs={"domain": "source"})
-    wrapped = VecDisentangledObservation(make_vec_env("darla/Pickup-v0", n_envs=a.envs, seed=0,
-                                                      env_kwargs={"domain": "source"}), encoder)
-    actions = np.random.default_rng(0).integers(0, raw.action_space.n, size=(256, a.envs))
+    kwargs = {"domain": "source"} if a.env_id.startswith("darla/") else {}
+    raw = make_vec_env(a.env_id, n_envs=a.envs, seed=0, env_kwargs=kwargs)
+    wrapped = VecDisentangledObservation(make_vec_env(a.env_id, n_envs=a.envs, seed=0, env_kwargs=kwargs), encoder)
+    raw.action_space.seed(0)
+    actions = np.stack([np.stack([raw.action_space.sample() for _ in range(a.envs)]) for _ in range(256)])
     raw_rates, wrapped_rates = [], []
     for _ in range(a.rounds):
         raw_rates.append(vec_steps_per_second(raw, actions, a.seconds))
@@ -84,14 +87,14 @@ def main(argv: list[str] | None = None) -> dict:
     raw_ms, wrapped_ms = a.envs / raw_sps * 1e3, a.envs / wrapped_sps * 1e3  # per vec step
     slowdown = 1 - wrapped_sps / raw_sps
     result = {
-        "envs": a.envs, "device": str(device), "torch_threads": torch.get_num_threads(),
+        "env_id": a.env_id, "envs": a.envs, "device": str(device), "torch_threads": torch.get_num_threads(),
         "raw_steps_per_s": round(raw_sps, 1), "wrapped_steps_per_s": round(wrapped_sps, 1),
         "slowdown": round(slowdown, 3), "target_slowdown": TARGET_SLOWDOWN,
         "ms_per_vec_step": {"raw": round(raw_ms, 3), "wrapped": round(wrapped_ms, 3), "encoder_forward": round(enc_ms, 3),
                             "wrapper_own": round(wrapped_ms - raw_ms - enc_ms, 3)},
         "rounds": {"raw": [round(r, 1) for r in raw_rates], "wrapped": [round(r, 1) for r in wrapped_rates]},
     }
-    print(f"{a.envs} x darla/Pickup-v0 on {device} ({torch.get_num_threads()} torch threads)")
+    print(f"{a.envs} x {a.env_id} on {device} ({torch.get_num_threads()} torch threads)")
     print(f"  raw      {raw_sps:9.1f} env steps/s   {raw_ms:7.3f} ms per vec step")
     print(f"  wrapped  {wrapped_sps:9.1f} env steps/s   {wrapped_ms:7.3f} ms per vec step")
     print(f"  bare encoder forward on {a.envs} frames: {enc_ms:.3f} ms; wrapper's own cost: {wrapped_ms - raw_ms - enc_ms:.3f} ms")

@@ -42,7 +42,7 @@ from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
 from darla.runs import prepare_run_dir
-from vision.checkpoint import CheckpointError, file_sha256, load, read_checkpoint, resolve_checkpoint, save_checkpoint
+from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything
 from vision.wrappers import FrozenEncoder, frame_shape
@@ -121,15 +121,15 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
     variant = get_variant(cfg.agent.variant)
     if not variant.uses_vision:
         return None
-    snapshot = run_dir / VISION_NAME
-    if not snapshot.exists():
+    snapshot, info_path = run_dir / VISION_NAME, run_dir / VISION_INFO
+    if not (snapshot.exists() and info_path.exists()):  # first use (or a kill between the two writes)
         info: dict[str, Any] = {"variant": variant.name, "random_init": variant.random_init}
         if variant.random_init:
             arch: ModelConfig | None = None
             shape = None
             if cfg.vision.run:  # borrow the architecture (not the weights) of a stage-1 model
-                payload = _read_vision(cfg.vision.run)
-                arch, shape = read_model_config(payload), payload["input_shape"]
+                template = _load_vision(_resolve_vision(cfg.vision.run), torch.device("cpu"))
+                arch, shape = template.cfg, template.input_shape
                 info.update(architecture_from=str(resolve_checkpoint(cfg.vision.run)))
             model = random_vision(frame_hwc, cfg.train.seed, arch, shape)
             save_checkpoint(snapshot, model, step=0, extra={"random_init": True, "seed": cfg.train.seed})
@@ -152,11 +152,10 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
             info.update(source_path=str(source.resolve()), source_sha256=file_sha256(snapshot))
         info.update(snapshot=VISION_NAME, snapshot_sha256=file_sha256(snapshot), family=model.family,
                     input_shape=list(model.input_shape), latent_dim=model.latent_dim, latent=cfg.vision.latent)
-        atomic_write_json(run_dir / VISION_INFO, info)
+        atomic_write_json(info_path, info)
     model = _load_vision(snapshot, device)
-    expected = json.loads((run_dir / VISION_INFO).read_text())["snapshot_sha256"]
-    if file_sha256(snapshot) != expected:
-        raise CheckpointError(f"vision: {snapshot} does not match the SHA-256 recorded in {run_dir / VISION_INFO}")
+    if file_sha256(snapshot) != json.loads(info_path.read_text())["snapshot_sha256"]:
+        raise CheckpointError(f"vision: {snapshot} does not match the SHA-256 recorded in {info_path}")
     return model
 
 
@@ -167,24 +166,11 @@ def _resolve_vision(path: str) -> Path:
         raise ConfigError(f"vision.run: {e}") from None
 
 
-def _read_vision(path: str) -> dict[str, Any]:
-    try:
-        return read_checkpoint(_resolve_vision(path))
-    except CheckpointError as e:
-        raise ConfigError(f"vision.run: {e}") from None
-
-
 def _load_vision(path: Path, device: torch.device) -> VAEBase:
     try:
         return load(path, device)
     except CheckpointError as e:
         raise ConfigError(f"vision.run: {e}") from None
-
-
-def read_model_config(payload: dict[str, Any]) -> ModelConfig:
-    """The ModelConfig recorded in a checkpoint payload (fields unknown to this version are dropped)."""
-    fields = set(ModelConfig.__dataclass_fields__)
-    return ModelConfig(**{k: v for k, v in payload["model_config"].items() if k in fields})
 
 
 # ----- the observation pipeline ----------------------------------------------------------------------------

@@ -186,3 +186,14 @@ def test_non_darla_pixel_env(tmp_path, vision_runs):
     summary = run(cfg, progress=False)
     assert summary["domains"] == ["source"] and summary["reference"] is None
     assert np.isfinite(summary["final"]["source"]["mean_reward"])
+
+
+def test_random_encoder_borrows_an_architecture_not_weights(tmp_path, vision_runs):
+    cfg = config(tmp_path, "RANDOM_ENC", vision_runs, f"vision.run={vision_runs['vae']}", "train.total_timesteps=64")
+    run(cfg, progress=False)
+    info = json.loads((tmp_path / "RANDOM_ENC" / "vision.json").read_text())
+    assert info["random_init"] and info["family"] == "vae" and info["latent_dim"] == 6
+    assert info["architecture_from"].endswith("checkpoint.pt") and info["source_sha256"] is None
+    trained = torch.load(vision_runs["vae"] / "checkpoint.pt", weights_only=False)["state_dict"]
+    random = torch.load(tmp_path / "RANDOM_ENC" / "vision.pt", weights_only=False)["state_dict"]
+    assert not torch.equal(trained["encoder.head.weight"], random["encoder.head.weight"])

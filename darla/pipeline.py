@@ -148,7 +148,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     from darla.transfer import transfer
 
     root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
-                              ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps"))
+                              ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval."))
     jobs = plan(cfg, progress)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

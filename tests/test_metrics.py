@@ -7,7 +7,9 @@ import pytest
 from sklearn.metrics import mutual_info_score
 
 from vision.data.ground_truth import uniform_factors
-from vision.metrics import METRICS, RepresentationCache, compute_udr, encoder_from_model, evaluate, summary_table
+from vision.metrics import (
+    METRICS, RepresentationCache, compute_udr, encoder_from_model, evaluate, summary_table, udr_from_encoders,
+)
 from vision.metrics import baselines
 from vision.metrics.beta_vae import compute_beta_vae
 from vision.metrics.dci import completeness, compute_dci, disentanglement, importance_matrix
@@ -305,6 +307,26 @@ def test_udr_same_representation_up_to_permutation_scores_high():
         compute_udr(reps, [kl, kl, kl[:3]])
 
 
+def test_udr_from_encoders_encodes_common_inputs(toy):
+    def permuted(images):
+        mu, logvar = perfect_with_posterior(images)
+        return 2.0 * mu[:, ::-1], logvar[:, ::-1]
+
+    r = udr_from_encoders(toy, [perfect_with_posterior, permuted], num_points=300, correlation="spearman",
+                          progress=False)
+    assert r["metric"] == "udr" and r["params"]["num_models"] == 2 and r["params"]["data"] == "Toy"
+    assert min(r["scores"].values()) > 0.8  # 1 up to the chance correlations of 300 points
+    with pytest.raises(ValueError, match="log-variances"):
+        udr_from_encoders(toy, [perfect, perfect], num_points=50, progress=False)
+
+
+def test_cache_rejects_bad_encoder_output(toy):
+    with pytest.raises(ValueError, match=r"encode: mu: expected shape \(300, D\)"):
+        RepresentationCache.build(toy, lambda x: (np.zeros((len(x) - 1, 2)), None), num_points=200, progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        RepresentationCache.build(toy, lambda x: (np.full((len(x), 2), np.nan), None), num_points=200, progress=False)
+
+
 # ----- the registry and evaluate ---------------------------------------------------------------------------------
 def test_evaluate_all_records_names_variants_and_params(toy):
     params = {"beta_vae": SMALL, "factor_vae": SMALL, "mig:sampling": {"num_samples": 200}}
@@ -320,8 +342,10 @@ def test_evaluate_all_records_names_variants_and_params(toy):
     json.dumps(res)  # JSON-ready
     assert "dci" in summary_table(res)
     # A deterministic representation: "all" skips the posterior-only variant; asking for it is an error.
-    det = evaluate(toy, perfect, ["mig", "dci:lasso"], num_points=300, progress=False)
-    assert set(det) == {"mig", "dci:lasso"} and det["dci:lasso"]["variant"] == "lasso"
+    det = evaluate(toy, perfect, ["mig", "dci:lasso", "dci:lightgbm_bins255"], num_points=300, progress=False)
+    assert set(det) == {"mig", "dci:lasso", "dci:lightgbm_bins255"} and det["dci:lasso"]["variant"] == "lasso"
+    fast = det["dci:lightgbm_bins255"]
+    assert fast["variant"] == "lightgbm_bins255" and fast["params"]["backend_params"]["max_bin"] == 255
     with pytest.raises(ValueError, match="posterior"):
         evaluate(toy, perfect, ["mig:sampling"], num_points=300, progress=False)
     with pytest.raises(ValueError, match="unknown metric 'nope'"):

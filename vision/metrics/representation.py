@@ -24,7 +24,7 @@ information: they are dropped here, once, for every metric, and their names reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -323,7 +323,7 @@ def _distinct(rng: np.random.Generator, rows: int, population: int, size: int) -
     return out
 
 
-def gather_rows(codes: np.ndarray, index: np.ndarray) -> Any:
+def gather_rows(codes: np.ndarray, index: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield (slice, codes[index[slice]]) blocks of (rows, batch, D), sized to bound memory for wide codes."""
     rows_per_block = max(1, _GATHER_ELEMENTS // max(1, index.shape[1] * codes.shape[1]))
     for i in range(0, index.shape[0], rows_per_block):

@@ -98,19 +98,16 @@ def transfer_plot(result: dict[str, Any], path: str | Path) -> Path:
 
 # ----- disentanglement vs transfer ---------------------------------------------------------------------------
 def flatten_scores(metrics_json: dict[str, Any]) -> dict[str, float]:
-    """Numeric scores of a stage-1 ``metrics.json`` as ``{"<metric>.<score>": value}`` (parameters skipped)."""
+    """The scores of a stage-1 ``metrics.json`` as ``{"<result key>.<score>": value}``.
+
+    Only each result's ``scores`` count (``details`` and ``params`` describe how they were computed).
+    """
     out: dict[str, float] = {}
-
-    def walk(prefix: str, v: Any) -> None:
-        if isinstance(v, dict):
-            for k, w in v.items():
-                if k in ("params", "parameters", "variant", "name", "per_factor", "matrix", "seconds", "time"):
-                    continue
-                walk(f"{prefix}.{k}" if prefix else str(k), w)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-            out[prefix] = float(v)
-
-    walk("", metrics_json)
+    for key, result in metrics_json.items():
+        scores = result.get("scores", {}) if isinstance(result, dict) else {}
+        for name, v in scores.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+                out[f"{key}.{name}"] = float(v)
     return out
 
 

@@ -96,6 +96,7 @@ def test_spearman_and_score_flattening():
     c = spearman_with_ci([1, 2, 3, 4, 5], [2, 4, 6, 8, 11], reps=200)
     assert c["rho"] == pytest.approx(1.0) and c["n"] == 5
     assert spearman_with_ci([1, 2, 3, 4], [4, 3, 2, 1], reps=200)["rho"] == pytest.approx(-1.0)
-    flat = flatten_scores({"mig": {"variant": "hist20", "params": {"bins": 20}, "score": 0.4},
-                           "dci": {"scores": {"disentanglement": 0.5, "completeness": 0.6}}})
-    assert flat == {"mig.score": 0.4, "dci.scores.disentanglement": 0.5, "dci.scores.completeness": 0.6}
+    flat = flatten_scores({"mig": {"metric": "mig", "variant": "hist20", "params": {"bins": 20}, "scores": {"mig": 0.4}},
+                           "dci": {"scores": {"disentanglement": 0.5, "completeness": 0.6},
+                                   "details": {"num_active_dims": 3}}})
+    assert flat == {"mig.mig": 0.4, "dci.disentanglement": 0.5, "dci.completeness": 0.6}

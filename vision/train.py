@@ -50,6 +50,9 @@ class TrainConfig:
             raise ValueError(f"train.lr: must be > 0, got {self.lr}")
 
 
+TRAVERSAL_ROWS = 12  # the most informative latents (by KL) shown in traversal pictures
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -163,7 +166,7 @@ def train(
                 bar.set_postfix(loss=f"{terms['loss']:.1f}", kl=f"{terms.get('kl', 0.0):.2f}")
             if done % cfg.image_every == 0 or done == cfg.steps:
                 writer.add_image("reconstructions", reconstruction_grid(model, preview), done, dataformats="HWC")
-                writer.add_image("traversals", traversal_grid(model, preview[0], kl_order(kl)), done, dataformats="HWC")
+                writer.add_image("traversals", traversal_grid(model, preview[0], kl_order(kl), num_latents=TRAVERSAL_ROWS), done, dataformats="HWC")
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 checkpoint(done)
             bar.update(1)
@@ -183,7 +186,7 @@ def train(
                 kl = out.kl_per_latent.float().cpu()
             model.train()
     save_png(run_dir / "reconstructions.png", reconstruction_grid(model, preview))
-    save_png(run_dir / "traversals.png", traversal_grid(model, preview[0], kl_order(kl)))
+    save_png(run_dir / "traversals.png", traversal_grid(model, preview[0], kl_order(kl), num_latents=TRAVERSAL_ROWS))
     return TrainResult(
         step=final_step,
         terms=terms,

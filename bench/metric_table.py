@@ -59,8 +59,10 @@ def load_run(path: str) -> tuple[torch.nn.Module, str]:
     import vision
     from vision.checkpoint import read_checkpoint
 
-    cfg = read_checkpoint(path)["model_config"]
-    return vision.load(path, "auto"), f"{cfg['family']}, β={cfg['beta']}, {cfg['latent_dim']} latents"
+    payload = read_checkpoint(path)
+    cfg, model = payload["model_config"], vision.load(path, "auto")
+    beta = getattr(model, "kl_weight", cfg["beta"])  # the KL weight actually applied (the plain VAE's is 1)
+    return model, f"{cfg['family']}, β={beta}, {cfg['latent_dim']} latents, {payload['step']} steps"
 
 
 def score(data: DSprites, encode: EncodeFn | None, num_points: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:

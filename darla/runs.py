@@ -1,16 +1,40 @@
 """Run directories: every stage writes its resolved config, versions and git SHA beside its results."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 
-from darla.config import ConfigError, to_dict, to_yaml
+from darla.config import ConfigError, load_config, to_dict, to_yaml
 from vision.runtime import atomic_write_json, atomic_write_text, git_sha, versions
+
+
+T = TypeVar("T")
+
+
+def stage_cli(prog: str, description: str, schema: type[T], run: Callable[..., dict[str, Any]],
+              argv: Sequence[str] | None, example: str) -> tuple[T, dict[str, Any]] | None:
+    """The shared command line of a stage: ``--config YAML [--no-progress] [key=value ...]``.
+
+    Returns (config, summary) after ``run(cfg, progress=...)``, or None after printing a one-line error for a bad
+    config, path or value (the caller exits with status 2).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(schema, args.config, args.overrides)
+        return cfg, run(cfg, progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -6,7 +6,6 @@ existing run directory resumes it; a finished run returns at once.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from darla.config import ConfigError, DataConfig, Stage1Config, load_config, to_dict
-from darla.runs import prepare_run_dir
+from darla.config import ConfigError, DataConfig, Stage1Config, to_dict
+from darla.runs import prepare_run_dir, stage_cli
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore
 from vision.models import build_model
@@ -90,17 +89,11 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m darla.stage1", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.beta=8 train.steps=2000")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(Stage1Config, args.config, args.overrides)
-        summary = run(cfg, progress=not args.no_progress)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    got = stage_cli("python -m darla.stage1", __doc__.splitlines()[0], Stage1Config, run, argv,
+                    "model.beta=8 train.steps=2000")
+    if got is None:
         return 2
+    cfg, summary = got
     kl = ""
     if "kl_per_latent" in summary:
         kl = "; KL per latent (sorted) [" + ", ".join(f"{k:.2f}" for k in sorted(summary["kl_per_latent"], reverse=True)) + "]"

@@ -19,7 +19,6 @@ Stage 3 rebuilds a run's observation pipeline for any domain and loads its polic
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import io
 import json
@@ -41,7 +40,7 @@ from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallb
 from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
-from darla.runs import prepare_run_dir
+from darla.runs import prepare_run_dir, stage_cli
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything
@@ -346,17 +345,11 @@ def load_agent(run_dir: str | Path, device: str = "auto") -> LoadedAgent:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m darla.stage2", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. vision.run=runs/pickup/beta_vae_dae")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(Stage2Config, args.config, args.overrides)
-        summary = run(cfg, progress=not args.no_progress)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    got = stage_cli("python -m darla.stage2", __doc__.splitlines()[0], Stage2Config, run, argv,
+                    "vision.run=runs/pickup/stage1/beta_vae_dae")
+    if got is None:
         return 2
+    cfg, summary = got
     final = "; ".join(f"{d} {r['mean_reward']:.2f} ± {r['std_reward']:.2f}" for d, r in summary["final"].items())
     print(f"stage2 done: {summary['variant']}/{summary['algo']} on {summary['env']} at {summary['num_timesteps']} "
           f"steps; eval {final}; run dir {cfg.run.dir}")

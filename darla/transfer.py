@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -48,11 +49,7 @@ def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, doma
     run_dir = Path(run_dir)
     cache_path = run_dir / EVAL_FILE
     key = f"episodes={episodes},seed={seed}"
-    cache: dict[str, Any] = {}
-    if cache_path.exists():
-        import json
-
-        cache = json.loads(cache_path.read_text())
+    cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     agent = load_agent(run_dir, device=device)
     wanted = list(domains) if domains else agent.domains
     stored = cache.get(key, {})
@@ -67,8 +64,7 @@ def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, doma
         cache[key] = stored
         atomic_write_json(cache_path, cache)
     cfg = agent.config
-    return RunEvaluation(str(run_dir), agent.variant.name if hasattr(agent.variant, "name") else str(agent.variant),
-                         cfg.agent.algo, cfg.train.seed, cfg.env.train_domain, {d: stored[d] for d in wanted})
+    return RunEvaluation(str(run_dir), agent.variant.name, cfg.agent.algo, cfg.train.seed, cfg.env.train_domain, {d: stored[d] for d in wanted})
 
 
 def _interval(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any, reps: int, rng_seed: int) -> tuple[dict, dict]:

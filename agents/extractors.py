@@ -39,7 +39,8 @@ class VisionExtractor(BaseFeaturesExtractor):
         self.vision = model
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.vision.encode(observations)[0]
+        # Standardised μ, as the DARLA wrapper emits it (the statistics are buffers: fixed, never trained).
+        return self.vision.standardize(self.vision.encode(observations)[0])
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The encoder's current weights (detached copies)."""

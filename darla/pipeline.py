@@ -59,6 +59,9 @@ class PipelineConfig:
     # A value "@name" is replaced by the run directory of the module `name` trained before it.
     vision: dict[str, list[str]] = field(default_factory=dict)
     stage2: Stage2Config = field(default_factory=Stage2Config)  # shared base of every agent
+    # Variant -> dotted overrides on `stage2` for that variant only (e.g. pixel agents need other PPO settings
+    # than agents on latents: {BASELINE: [agent.hparams.n_epochs=4]}).
+    agents: dict[str, list[str]] = field(default_factory=dict)
     transfer: TransferSection = field(default_factory=TransferSection)
 
 
@@ -89,6 +92,9 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
     unknown = sorted(used - set(cfg.vision))
     if unknown:
         raise ConfigError(f"pipeline.variants: vision module {unknown[0]!r} is not defined under `vision`")
+    stray = sorted(set(cfg.agents) - set(cfg.pipeline.variants))
+    if stray:
+        raise ConfigError(f"agents.{stray[0]}: not a variant listed in pipeline.variants {sorted(cfg.pipeline.variants)}")
     jobs: list[Job] = []
     module_dirs: dict[str, Path] = {}
     frames_path = root / "frames.npz"
@@ -113,14 +119,21 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
     for variant, module in cfg.pipeline.variants.items():
         for seed in cfg.pipeline.seeds:
             run_dir = root / "stage2" / variant / f"seed{seed}"
-            ovs = [f"run.dir={run_dir}", f"agent.variant={variant}", f"train.seed={seed}"]
-            if module:
-                ovs.append(f"vision.run={module_dirs[module]}")
-            s2 = apply_overrides(cfg.stage2, ovs)
+            s2 = _stage2_config(cfg, variant, seed, str(module_dirs[module]) if module else "")
             jobs.append(Job(f"stage2/{variant}/seed{seed}", run_dir,
                             lambda d=run_dir, s=s2: _finished(d / "stage2.json", "num_timesteps", s.train.total_timesteps),
                             lambda s=s2: stage2.run(s, progress=progress)))
     return jobs
+
+
+def _stage2_config(cfg: PipelineConfig, variant: str, seed: int, vision_run: str) -> Stage2Config:
+    """The stage-2 config of one variant × seed: ``stage2``, then the variant's ``agents`` overrides, then its place."""
+    ovs = list(cfg.agents.get(variant, []))
+    ovs += [f"run.dir={Path(cfg.pipeline.dir) / 'stage2' / variant / f'seed{seed}'}", f"agent.variant={variant}",
+            f"train.seed={seed}"]
+    if vision_run:
+        ovs.append(f"vision.run={vision_run}")
+    return apply_overrides(cfg.stage2, ovs)
 
 
 def _resolve_refs(override: str, module_dirs: dict[str, Path], current: str) -> str:

@@ -1,10 +1,13 @@
-"""``darla/Sprites-v0``: a small 2D world, an agent sprite walking to a goal sprite, with dSprites-like factors.
+"""``darla/Sprites-v0``: a small 2D world, an agent sprite walking to a goal sprite.
 
-The agent (a triangle) moves on a 16 × 16 grid; reaching the goal gives +1 and the goal reappears elsewhere, so a
-50-step episode holds several goals. A small shaping term (+``shaping`` per step closer to the goal, −``shaping``
-per step away) makes the task learnable in minutes. The goal's shape (square, ellipse, star), scale and
-orientation are drawn per episode in every domain; colours are the domain factors, with disjoint source and target
-palettes.
+The agent (a triangle) moves on a ``grid`` × ``grid`` board (8 × 8 by default); reaching the goal (a disc) gives +1
+and the goal reappears elsewhere, so a 50-step episode holds several goals. A small shaping term (+``shaping`` per
+step closer to the goal, −``shaping`` per step away) gives dense feedback. Colours of the background, the agent and
+the goal are the domain factors, with disjoint source and target palettes; positions are the latent task state.
+
+Sprites are sized to their grid cell (a board of 8 fills the 64 × 64 frame with sprites ~11 px across): small
+sprites are the classic way for a pixel-space VAE to ignore an object, and a vision module that cannot see the goal
+gives a policy nothing to act on.
 """
 from __future__ import annotations
 
@@ -16,30 +19,17 @@ import numpy as np
 
 from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor
 
-GRID = 16
-SHAPES = ("square", "ellipse", "star")
-SCALES = (2.6, 3.4, 4.2)  # goal half-size in pixels
-N_ORIENTATIONS = 8
 _SHIFT = 4  # cv2 fixed-point bits: sprites are placed with 1/16-pixel precision
-_MARGIN = 5.5
-_CELL = (FRAME_SIZE - 2 * _MARGIN) / (GRID - 1)
+_ONE = float(1 << _SHIFT)
 # Actions: 0 up, 1 down, 2 left, 3 right (image coordinates, y down).
 _MOVES = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.int64)
+# Agent triangle and goal disc, in units of the nominal cell (frame side / grid).
+_AGENT_OUTLINE = np.array([[0, -0.75], [0.7, 0.58], [-0.7, 0.58]])
+_GOAL_RADIUS = 0.6
 
 BACKGROUNDS = ("black", "navy", "forest", "plum", "sand", "steel", "mint", "lavender")
 AGENT_COLOURS = ("white", "yellow", "cyan", "pink", "black", "maroon", "blue", "rust")
 GOAL_COLOURS = ("orange", "lime", "magenta", "red", "purple", "teal", "charcoal", "green")
-
-
-def _outline(shape: str) -> np.ndarray:
-    """Unit outline (max |coordinate| ≈ 1) of a goal shape, (n, 2), y down."""
-    if shape == "square":
-        return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) * 0.85
-    t = np.linspace(0, 2 * np.pi, 10 if shape == "star" else 24, endpoint=False)
-    if shape == "ellipse":
-        return np.stack([np.cos(t), 0.55 * np.sin(t)], axis=1)
-    radius = np.where(np.arange(len(t)) % 2 == 0, 1.0, 0.45)
-    return np.stack([radius * np.sin(t), -radius * np.cos(t)], axis=1)
 
 
 class SpritesEnv(FactorEnv):
@@ -49,6 +39,7 @@ class SpritesEnv(FactorEnv):
         domain: "source", "target", "all", names joined with "+", or a mapping visual factor -> allowed values.
         render_mode: None or "rgb_array".
         shaping: reward per grid step towards the goal (minus per step away); 0 gives the sparse task.
+        grid: board side in cells (2 to 16); sprites scale with the cell.
     """
 
     DOMAINS = {
@@ -57,54 +48,46 @@ class SpritesEnv(FactorEnv):
     }
     EPISODE_STEPS = 50
 
-    def __init__(self, domain: DomainSpec = "source", render_mode: str | None = None, shaping: float = 0.05):
+    def __init__(self, domain: DomainSpec = "source", render_mode: str | None = None, shaping: float = 0.05,
+                 grid: int = 8):
+        if not 2 <= int(grid) <= 16:
+            raise ValueError(f"grid: must be an integer in [2, 16], got {grid!r}")
+        self.grid = int(grid)  # _make_factors (called by FactorEnv.__init__) needs it
         super().__init__(domain, render_mode)
         self.shaping = float(shaping)
         self.action_space = gym.spaces.Discrete(4)
         fs = self.factor_space
         self._k = {n: fs.index(n) for n in fs.names}
-        # Fixed-point outlines for every (shape, scale, orientation), and fixed-point cell centres.
-        one = float(1 << _SHIFT)
-        self._polys = np.empty((len(SHAPES), len(SCALES), N_ORIENTATIONS), dtype=object)
-        for s, shape in enumerate(SHAPES):
-            base = _outline(shape)
-            for c, scale in enumerate(SCALES):
-                for o in range(N_ORIENTATIONS):
-                    th = 2 * np.pi * o / N_ORIENTATIONS
-                    rot = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
-                    self._polys[s, c, o] = np.round(base @ rot * scale * one).astype(np.int32)
-        self._agent_poly = np.round(np.array([[0, -4.2], [3.9, 3.2], [-3.9, 3.2]]) * one).astype(np.int32)
-        self._centres = np.round((_MARGIN + _CELL * np.arange(GRID)) * one).astype(np.int32)
+        # Cell centres and sprite outlines in cv2 fixed point; a 0.75-cell margin keeps sprites inside the frame.
+        cell = FRAME_SIZE / self.grid
+        self._centres = np.round(np.linspace(0.75 * cell, FRAME_SIZE - 0.75 * cell, self.grid) * _ONE).astype(np.int32)
+        self._agent_poly = np.round(_AGENT_OUTLINE * cell * _ONE).astype(np.int32)
+        self._goal_radius = int(round(_GOAL_RADIUS * cell * _ONE))
 
     def scripted_policy(self) -> "SpritesScripted":
         return SpritesScripted()
 
     def _make_factors(self) -> list[Factor]:
+        g = self.grid
         return [
             colour_factor("background_colour", BACKGROUNDS),
             colour_factor("agent_colour", AGENT_COLOURS),
             colour_factor("goal_colour", GOAL_COLOURS),
-            Factor("goal_shape", SHAPES, labels=SHAPES),
-            Factor("goal_scale", SCALES),
-            Factor("goal_orientation", tuple(360.0 * o / N_ORIENTATIONS for o in range(N_ORIENTATIONS))),
-            bin_factor("agent_x", 0, GRID, GRID), bin_factor("agent_y", 0, GRID, GRID),
-            bin_factor("goal_x", 0, GRID, GRID), bin_factor("goal_y", 0, GRID, GRID),
+            bin_factor("agent_x", 0, g, g), bin_factor("agent_y", 0, g, g),
+            bin_factor("goal_x", 0, g, g), bin_factor("goal_y", 0, g, g),
         ]
 
     def _reset_state(self) -> None:
-        k, f, rng = self._k, self._f, self.np_random
-        f[k["goal_shape"]] = rng.integers(len(SHAPES))
-        f[k["goal_scale"]] = rng.integers(len(SCALES))
-        f[k["goal_orientation"]] = rng.integers(N_ORIENTATIONS)
-        self._agent = rng.integers(0, GRID, size=2)
+        self._agent = self.np_random.integers(0, self.grid, size=2)
         self._goal = self._free_cell()
         self._sync()
 
     def _free_cell(self) -> np.ndarray:
         """A uniformly random grid cell other than the agent's."""
-        cell = int(self.np_random.integers(GRID * GRID - 1))
-        cell += cell >= self._agent[1] * GRID + self._agent[0]
-        return np.array([cell % GRID, cell // GRID], dtype=np.int64)
+        g = self.grid
+        cell = int(self.np_random.integers(g * g - 1))
+        cell += cell >= self._agent[1] * g + self._agent[0]
+        return np.array([cell % g, cell // g], dtype=np.int64)
 
     def _sync(self) -> None:
         k, f = self._k, self._f
@@ -116,7 +99,7 @@ class SpritesEnv(FactorEnv):
         if not 0 <= a < 4:
             raise ValueError(f"action: expected an integer in [0, 4), got {action!r}")
         before = np.abs(self._agent - self._goal).sum()
-        self._agent = np.clip(self._agent + _MOVES[a], 0, GRID - 1)
+        self._agent = np.clip(self._agent + _MOVES[a], 0, self.grid - 1)
         after = np.abs(self._agent - self._goal).sum()
         reward = self.shaping * float(before - after)
         if after == 0:
@@ -136,9 +119,8 @@ class SpritesEnv(FactorEnv):
         background, agent_rgb, goal_rgb = appearance
         k, c = self._k, self._centres
         out[:] = background
-        goal = self._polys[f[k["goal_shape"]], f[k["goal_scale"]], f[k["goal_orientation"]]]
-        goal = goal + (c[f[k["goal_x"]]], c[f[k["goal_y"]]])
-        cv2.fillPoly(out, [goal], goal_rgb, cv2.LINE_AA, _SHIFT)
+        cv2.circle(out, (int(c[f[k["goal_x"]]]), int(c[f[k["goal_y"]]])), self._goal_radius, goal_rgb, -1,
+                   cv2.LINE_AA, _SHIFT)
         agent = self._agent_poly + (c[f[k["agent_x"]]], c[f[k["agent_y"]]])
         cv2.fillPoly(out, [agent], agent_rgb, cv2.LINE_AA, _SHIFT)
 

@@ -141,6 +141,19 @@ def test_scripted_policy_beats_random(env_id):
         envs.episode_returns(env_id, "greedy")
 
 
+def test_sprites_grid_sets_board_and_sprite_size():
+    small, large = gym.make("darla/Sprites-v0", grid=4).unwrapped, gym.make("darla/Sprites-v0", grid=8).unwrapped
+    assert len(small.factor_space["agent_x"].values) == 4 and len(large.factor_space["goal_y"].values) == 8
+    # Sprites scale with the cell: a 4 x 4 board draws them twice as wide as an 8 x 8 one.
+    areas = []
+    for env in (small, large):  # pixels off the (uniform) background, over resets (sprites sometimes overlap)
+        areas.append(sum(int((o != o[0, 0]).any(-1).sum()) for o in (env.reset(seed=s)[0] for s in range(10))))
+    assert 2.6 < areas[0] / areas[1] < 4.2  # 4x the area, less the anti-aliased rims (larger share when small)
+    assert envs.episode_returns("darla/Sprites-v0", "scripted", "source", 2, 0, {"grid": 4}).mean() > 15
+    with pytest.raises(ValueError, match="grid: must be an integer in \\[2, 16\\], got 1"):
+        gym.make("darla/Sprites-v0", grid=1)
+
+
 def test_pickup_shaping_is_bounded():
     _, shaped, _, actions, _ = rollout("darla/Pickup-v0", "source", seed=2, steps=149)
     _, sparse, *_ = rollout("darla/Pickup-v0", "source", seed=2, actions=actions, shaping=0.0)

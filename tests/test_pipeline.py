@@ -71,6 +71,18 @@ def test_pipeline_config_errors(tmp_path):
                                 "pipeline.variants": "{DARLA: bvd}"}), progress=False)
     with pytest.raises(ConfigError, match="transfer.episodes"):
         _tiny(tmp_path, **{"transfer.episodes": 0})
+    with pytest.raises(ConfigError, match="agents.DARLA: not a variant"):
+        plan(_tiny(tmp_path, **{"agents": "{DARLA: [agent.hparams.n_epochs=2]}"}), progress=False)
+
+
+def test_pipeline_per_variant_agent_overrides(tmp_path):
+    from darla.pipeline import _stage2_config
+
+    cfg = _tiny(tmp_path, **{"agents": "{BASELINE: [agent.hparams.n_epochs=3, train.total_timesteps=32]}"})
+    base, pixel = _stage2_config(cfg, "DARLA_ENT", 0, "/x/vae"), _stage2_config(cfg, "BASELINE", 1, "")
+    assert base.agent.hparams["n_epochs"] == 1 and base.train.total_timesteps == 64 and base.vision.run == "/x/vae"
+    assert pixel.agent.hparams == {"n_steps": 16, "batch_size": 16, "n_epochs": 3}
+    assert pixel.train.total_timesteps == 32 and pixel.train.seed == 1 and pixel.agent.variant == "BASELINE"
 
 
 def _eval(variant, seed, src, tgt):

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 import vision
-from vision.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from vision.checkpoint import CheckpointError, load, read_checkpoint, save_checkpoint
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore
 from vision.data.ground_truth import sample_observations
+from vision.images import to_tensor
 from vision.models import ModelConfig, build_model
 from vision.train import TrainConfig, TrainingDiverged, train
 
@@ -102,3 +103,27 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a darla vision checkpoint"):
         vision.load(tmp_path / "other.pt")
+
+
+def test_final_model_carries_its_latent_statistics(store, tmp_path):
+    model = _model(store)
+    train(model, store, _cfg(3), tmp_path, progress=False)
+    with torch.no_grad():
+        mu = model.encode(to_tensor(store.frames))[0]
+        z = model.standardize(mu)
+    # Fitted on every frame of this small store: standardised means have mean 0 and sd 1 per latent.
+    torch.testing.assert_close(z.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(4), atol=1e-4, rtol=0)
+    loaded = load(tmp_path, device="cpu")
+    assert torch.equal(loaded.latent_mean, model.latent_mean) and torch.equal(loaded.latent_std, model.latent_std)
+
+
+def test_checkpoints_without_latent_statistics_load_as_identity(store, tmp_path):
+    model = _model(store)
+    save_checkpoint(tmp_path / "old.pt", model, step=0)
+    payload = torch.load(tmp_path / "old.pt", weights_only=False)
+    for key in ("latent_mean", "latent_std"):
+        del payload["state_dict"][key]  # as written before the statistics existed
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load(tmp_path / "old.pt", device="cpu")
+    assert torch.equal(loaded.latent_mean, torch.zeros(4)) and torch.equal(loaded.latent_std, torch.ones(4))

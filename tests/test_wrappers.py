@@ -82,6 +82,23 @@ def test_mean_is_the_encoder_mean_of_the_frame(vae_path):
     np.testing.assert_allclose(obs, encode_reference(vae_path, frame[None])[0], rtol=1e-5, atol=1e-6)
 
 
+def test_means_are_standardised_by_the_stored_latent_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=LATENT, hidden=32), (3, 64, 64))
+    frames = np.stack([BlockEnv().reset(seed=s)[0] for s in range(6)])
+    model.latent_mean.copy_(torch.arange(LATENT, dtype=torch.float32))
+    model.latent_std.copy_(torch.full((LATENT,), 0.5))
+    save_checkpoint(tmp_path / "c.pt", model, step=1)
+    raw = FrozenEncoder(tmp_path / "c.pt", device="cpu", standardize=False)(frames)
+    np.testing.assert_allclose(raw, encode_reference(tmp_path / "c.pt", frames), rtol=1e-5, atol=1e-6)
+    std = FrozenEncoder(tmp_path / "c.pt", device="cpu")(frames)
+    np.testing.assert_allclose(std, (raw - np.arange(LATENT)) / 0.5, rtol=1e-5, atol=1e-5)
+    both = FrozenEncoder(tmp_path / "c.pt", device="cpu", latent="mean+logvar")(frames)
+    np.testing.assert_allclose(both[:, :LATENT], std, rtol=1e-5, atol=1e-5)  # log σ² is left as it is
+    env = DisentangledObservation(BlockEnv(), tmp_path / "c.pt", device="cpu", standardize=False)
+    np.testing.assert_allclose(env.reset(seed=0)[0], raw[0], rtol=1e-5, atol=1e-6)
+
+
 def test_sample_mode_is_noisy_and_seeded(vae_path):
     frames = np.stack([BlockEnv().reset(seed=0)[0]] * 2)
     a = FrozenEncoder(vae_path, latent="sample", device="cpu", seed=7)(frames)

@@ -76,6 +76,9 @@ def kl_order(kl_per_latent: np.ndarray | list[float]) -> np.ndarray:
     return np.argsort(-np.asarray(kl_per_latent), kind="stable")
 
 
+LATENT_STATS_IMAGES = 4096  # frames (evenly spread over the store) the latent statistics are fitted on
+
+
 def train(
     model: VAEBase,
     store: FrameStore,
@@ -167,6 +170,9 @@ def train(
             if done % cfg.image_every == 0 or done == cfg.steps:
                 writer.add_image("reconstructions", reconstruction_grid(model, preview), done, dataformats="HWC")
                 writer.add_image("traversals", traversal_grid(model, preview[0], kl_order(kl), num_latents=TRAVERSAL_ROWS), done, dataformats="HWC")
+            if done == cfg.steps:  # the final model carries its latent statistics (policies standardise μ)
+                pick = np.linspace(0, len(store) - 1, min(len(store), LATENT_STATS_IMAGES)).astype(int)
+                model.fit_latent_stats(to_tensor(frames[torch.from_numpy(pick).to(device)], device))
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 checkpoint(done)
             bar.update(1)

@@ -58,6 +58,9 @@ class FrozenEncoder:
         device: ``"auto"`` (CUDA when present, else CPU) or any torch device.
         resize: resize frames whose H×W differs from the model's input (off: a mismatch is an error).
         seed: seed of the sampling noise for ``latent="sample"``.
+        standardize: emit μ (and samples) in units of the training-set latent statistics stored in the checkpoint,
+            (μ − mean) / sd per latent, so low-variance but informative latents reach the policy at unit scale;
+            log σ² is left as it is. Checkpoints without statistics are unaffected.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class FrozenEncoder:
         device: str | torch.device = "auto",
         resize: bool = True,
         seed: int | None = None,
+        standardize: bool = True,
     ) -> None:
         if latent not in LATENT_MODES:
             raise ValueError(f"latent: unknown mode {latent!r}; choose from {LATENT_MODES}")
@@ -89,6 +93,7 @@ class FrozenEncoder:
         self.model = model.to(memory_format=torch.channels_last)
         self.latent = latent
         self.resize = resize
+        self.standardize = standardize
         self.input_shape: tuple[int, int, int] = tuple(model.input_shape)  # type: ignore[assignment]
         self.out_dim = 2 * model.latent_dim if latent == "mean+logvar" else model.latent_dim
         self._generator: torch.Generator | None = None
@@ -131,11 +136,10 @@ class FrozenEncoder:
             mu, logvar = self.model.encode(to_tensor(frames, self.device))
             if self.latent == "sample" and self.model.stochastic:
                 eps = torch.randn(mu.shape, generator=self._generator, device=self.device, dtype=mu.dtype)
-                out = mu + eps * (0.5 * logvar).exp()
-            elif self.latent == "mean+logvar":
-                out = torch.cat([mu, logvar], dim=1)
-            else:
-                out = mu
+                mu = mu + eps * (0.5 * logvar).exp()
+            if self.standardize:
+                mu = self.model.standardize(mu)
+            out = torch.cat([mu, logvar], dim=1) if self.latent == "mean+logvar" else mu
         return out.float().cpu().numpy()
 
 
@@ -149,7 +153,8 @@ class DisentangledObservation(gym.ObservationWrapper):
     Args:
         env: any Gymnasium env whose observations are uint8 frames (H, W, C).
         vision: checkpoint path / stage-1 run directory, a model instance, or a :class:`FrozenEncoder` to share.
-        latent, device, resize, seed: see :class:`FrozenEncoder` (ignored when ``vision`` is a FrozenEncoder).
+        latent, device, resize, seed, standardize: see :class:`FrozenEncoder` (ignored when ``vision`` is a
+            FrozenEncoder).
     """
 
     def __init__(
@@ -160,9 +165,11 @@ class DisentangledObservation(gym.ObservationWrapper):
         device: str | torch.device = "auto",
         resize: bool = True,
         seed: int | None = None,
+        standardize: bool = True,
     ) -> None:
         super().__init__(env)
-        self.encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed)
+        self.encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed,
+                                   standardize=standardize)
         self.encoder.check_space(env.observation_space)
         self.observation_space = self.encoder.observation_space
 
@@ -185,8 +192,9 @@ class VecDisentangledObservation(VecEnvWrapper):
         device: str | torch.device = "auto",
         resize: bool = True,
         seed: int | None = None,
+        standardize: bool = True,
     ) -> None:
-        encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed)
+        encoder = _as_encoder(vision, latent=latent, device=device, resize=resize, seed=seed, standardize=standardize)
         encoder.check_space(venv.observation_space)
         self.encoder = encoder
         super().__init__(venv, observation_space=encoder.observation_space)

@@ -108,6 +108,17 @@ class VAEBase(nn.Module):
         out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
         self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
         self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden)
+        # Per-latent mean and sd of μ over the training frames, fitted once training ends (fit_latent_stats).
+        # Policies read standardised μ: a β-VAE's informative but low-variance latents (sd ~0.02 beside an
+        # sd-1 one) otherwise look constant to an MLP. Identity until fitted.
+        self.register_buffer("latent_mean", torch.zeros(cfg.latent_dim))
+        self.register_buffer("latent_std", torch.ones(cfg.latent_dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Checkpoints written before the latent statistics existed load with the identity standardisation.
+        state_dict.setdefault(prefix + "latent_mean", torch.zeros(self.latent_dim))
+        state_dict.setdefault(prefix + "latent_std", torch.ones(self.latent_dim))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----- inference -------------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +128,20 @@ class VAEBase(nn.Module):
             return h, torch.zeros_like(h)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
+
+    def standardize(self, mu: torch.Tensor) -> torch.Tensor:
+        """μ (or a sample z) in units of the training-set statistics: (μ − mean) / sd, per latent."""
+        return (mu - self.latent_mean) / self.latent_std
+
+    @torch.no_grad()
+    def fit_latent_stats(self, images: torch.Tensor, batch_size: int = 256) -> None:
+        """Set ``latent_mean``/``latent_std`` from μ over ``images`` (N, C, H, W) in [0, 1]; sd floored at 1e-6."""
+        was_training = self.training
+        self.eval()
+        mu = torch.cat([self.encode(images[i:i + batch_size])[0] for i in range(0, len(images), batch_size)])
+        self.latent_mean.copy_(mu.mean(0))
+        self.latent_std.copy_(mu.std(0).clamp_min(1e-6) if len(mu) > 1 else torch.ones_like(self.latent_std))
+        self.train(was_training)
 
     def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """Reparameterised sample in training mode; the mean otherwise (and always for deterministic models)."""

@@ -53,8 +53,8 @@ def vision_extractors(policy: nn.Module) -> list[VisionExtractor]:
 
 
 def load_vision_weights(policy: nn.Module, state_dict: Mapping[str, Any]) -> int:
-    """Copy a vision model's encoder weights (the ``encoder.*`` entries of its state dict) into every
-    VisionExtractor of ``policy``; returns how many extractors were loaded.
+    """Copy a vision model's encoder weights (the ``encoder.*`` entries of its state dict) and its latent statistics
+    into every VisionExtractor of ``policy``; returns how many extractors were loaded.
 
     Call it after the algorithm is constructed (see the module docstring). The copy is in place, so optimisers
     built over the extractor's parameters keep pointing at the loaded weights.
@@ -65,6 +65,9 @@ def load_vision_weights(policy: nn.Module, state_dict: Mapping[str, Any]) -> int
     encoder = _encoder_entries(state_dict)
     for ex in extractors:
         ex.vision.encoder.load_state_dict(encoder)
+        for name in ("latent_mean", "latent_std"):  # the standardisation the DARLA wrapper applies (absent: identity)
+            if name in state_dict:
+                getattr(ex.vision, name).copy_(state_dict[name])
     return len(extractors)
 
 

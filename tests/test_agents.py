@@ -1,4 +1,6 @@
 """Agents: algorithm factory, variants, frozen vs fine-tuned encoders, Episodic Control, augmentation, callbacks."""
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from agents.factory import make_algorithm, parse_hparams, parse_policy_kwargs
 from agents.variants import VARIANTS, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from vision.models import build_model
 from vision.models.base import ModelConfig
+from vision.images import to_tensor
 from vision.wrappers import FrozenEncoder
 
 PPO_TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
@@ -188,6 +191,19 @@ def test_darla_ft_starts_from_the_checkpoint_and_fine_tunes(beta_vae_dae, tmp_pa
     loaded = type(model).load(tmp_path / "agent", device="cpu")
     reloaded = vision_extractors(loaded.policy)[0].encoder_state()
     assert all(torch.equal(reloaded[k], online[k]) for k in online)
+
+
+def test_darla_ft_features_start_equal_to_the_darla_wrapper(beta_vae_dae):
+    """Same vision, same input to the policy head: standardised μ, with the checkpoint's latent statistics."""
+    vision = copy.deepcopy(beta_vae_dae)
+    vision.latent_mean.copy_(torch.linspace(-1, 1, vision.latent_dim))
+    vision.latent_std.copy_(torch.linspace(0.1, 2, vision.latent_dim))
+    venv = wrap_observations(pixel_venv(), get_variant("DARLA_FT"), vision=vision)
+    model = build_agent(AgentConfig(variant="DARLA_FT", hparams=PPO_TINY), venv, vision=vision, seed=0, device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)  # as an env emits them
+    with torch.no_grad():
+        features = vision_extractors(model.policy)[0](to_tensor(frames)).numpy()
+    np.testing.assert_allclose(features, FrozenEncoder(vision, device="cpu")(frames), rtol=1e-4, atol=1e-4)
 
 
 def test_random_encoder_is_seeded():

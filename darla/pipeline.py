@@ -118,8 +118,8 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
         module_dirs = {**module_dirs, **{m: Path(best_vision_run(cfg.pipeline.udr_sweep)) for m in used if m not in module_dirs}}
     for variant, module in cfg.pipeline.variants.items():
         for seed in cfg.pipeline.seeds:
-            run_dir = root / "stage2" / variant / f"seed{seed}"
             s2 = _stage2_config(cfg, variant, seed, str(module_dirs[module]) if module else "")
+            run_dir = Path(s2.run.dir)
             jobs.append(Job(f"stage2/{variant}/seed{seed}", run_dir,
                             lambda d=run_dir, s=s2: _finished(d / "stage2.json", "num_timesteps", s.train.total_timesteps),
                             lambda s=s2: stage2.run(s, progress=progress)))

@@ -16,9 +16,9 @@ from agents.episodic_control import ActionTable, EpisodicControl
 from agents.extractors import VisionExtractor, encoder_matches, vision_extractors
 from agents.factory import make_algorithm, parse_hparams, parse_policy_kwargs
 from agents.variants import VARIANTS, build_agent, check_vision, get_variant, random_vision, wrap_observations
+from vision.images import to_tensor
 from vision.models import build_model
 from vision.models.base import ModelConfig
-from vision.images import to_tensor
 from vision.wrappers import FrozenEncoder
 
 PPO_TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}

@@ -197,3 +197,13 @@ def test_darla_env():
     obs, info = env.reset(seed=0)
     assert obs.shape == (LATENT,) and "factors" in info
     assert envs is not None
+
+
+def test_to_tensor_channels_last_keeps_values_and_layout():
+    frames = np.random.default_rng(0).integers(0, 256, size=(3, 8, 6, 3), dtype=np.uint8)
+    plain = to_tensor(frames)
+    cl = to_tensor(frames, memory_format=torch.channels_last)
+    assert plain.shape == cl.shape == (3, 3, 8, 6)
+    assert plain.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, cl)
+    assert float(cl.max()) <= 1.0 and float(cl[0, 2, 1, 4]) == pytest.approx(frames[0, 1, 4, 2] / 255.0)

@@ -27,10 +27,13 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0] if single else out
 
 
-def to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+def to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None,
+              memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """uint8 HWC frame(s) (numpy or torch) -> float32 NCHW tensor in [0, 1] on ``device``.
 
     The uint8 -> float conversion happens on the target device, so a batch crosses the bus as bytes.
+    ``memory_format=torch.channels_last`` keeps the frames' own HWC layout (no transposing copy), which is what
+    channels-last conv weights want.
     """
     t = torch.as_tensor(frames)
     if t.ndim == 3:
@@ -43,7 +46,7 @@ def to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | No
         t = t.float().div_(255.0)
     else:
         t = t.float()
-    return t.permute(0, 3, 1, 2).contiguous()
+    return t.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:

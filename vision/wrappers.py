@@ -133,7 +133,7 @@ class FrozenEncoder:
         if frames.shape[1:3] != (h, w):
             frames = resize_frames(frames, (h, w))
         with torch.inference_mode():
-            mu, logvar = self.model.encode(to_tensor(frames, self.device))
+            mu, logvar = self.model.encode(to_tensor(frames, self.device, memory_format=torch.channels_last))
             if self.latent == "sample" and self.model.stochastic:
                 eps = torch.randn(mu.shape, generator=self._generator, device=self.device, dtype=mu.dtype)
                 mu = mu + eps * (0.5 * logvar).exp()

@@ -54,6 +54,10 @@ def domains(env_id: str) -> list[str]:
 
 def make_factor_env(env_id: str, domain: DomainSpec = "source", **env_kwargs: Any) -> FactorEnv:
     """The unwrapped :class:`FactorEnv` behind ``env_id`` (a clear error for environments without factors)."""
+    cls = env_class(env_id)
+    # Checked on the class first: building an env without factors may need optional packages (CarRacing: Box2D).
+    if isinstance(cls, type) and not issubclass(cls, FactorEnv):
+        raise ValueError(f"env_id: {env_id!r} has no ground-truth factors")
     env = gym.make(env_id, domain=domain, **env_kwargs).unwrapped
     if not isinstance(env, FactorEnv):
         raise ValueError(f"env_id: {env_id!r} has no ground-truth factors")

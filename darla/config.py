@@ -67,6 +67,15 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=list)
     num_points: int = 10_000
     seed: int = 0
+    # Also score these metrics every `every` training steps (0: only at the end): tensorboard `metrics/…` and
+    # RUN_DIR/metrics_curve.json (each metric's headline score against steps and training minutes).
+    every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"eval.every: must be >= 0, got {self.every}")
+        if self.every and not self.metrics:
+            raise ValueError("eval.every: needs eval.metrics (the metrics to score during training)")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from darla.runs import prepare_run_dir, stage_cli
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore
 from vision.models import build_model
-from vision.runtime import atomic_write_json
+from vision.runtime import atomic_write_json, seed_everything
 from vision.train import TrainResult, train
 
 FRAMES_NAME = "frames.npz"
@@ -56,14 +56,31 @@ def ground_truth_for(data: DataConfig) -> Any:
     raise ConfigError("eval.metrics: metrics need ground-truth factors; set data.env_id to the env the frames came from")
 
 
+def headline_scores(cfg: Stage1Config) -> Callable[[Any], dict[str, float]]:
+    """model -> the headline score of each of ``cfg.eval.metrics`` (scored during training, quietly)."""
+    from vision.metrics import encoder_from_model, evaluate
+    from vision.metrics.registry import parse_name
+
+    data = ground_truth_for(cfg.data)
+
+    def score(model: Any) -> dict[str, float]:
+        got = evaluate(data, encoder_from_model(model), names=list(cfg.eval.metrics), num_points=cfg.eval.num_points,
+                       seed=cfg.eval.seed, progress=False)
+        return {key: float(r["scores"][parse_name(key)[0].primary]) for key, r in got.items()}
+
+    return score
+
+
 def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
     """Execute a stage-1 run end to end; returns the summary also written to ``RUN_DIR/stage1.json``."""
     run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage1", cfg.run.resume, ignore=("train.steps", "eval.", "run."))
     store = build_frames(cfg.data, run_dir, progress)
     h, w, c = store.observation_shape
+    seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = build_model(cfg.model, (c, h, w), len(store))
     t0 = time.perf_counter()
-    result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)})
+    result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
+                                evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every)
     summary: dict[str, Any] = {
         "family": cfg.model.family,
         "step": result.step,

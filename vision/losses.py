@@ -15,7 +15,10 @@ def reconstruction_loss(x: torch.Tensor, logits: torch.Tensor, likelihood: str) 
     ``bernoulli``: binary cross-entropy with logits (targets in [0, 1]).
     ``gaussian``: squared error between sigmoid(logits) and x (fixed unit variance, constants dropped),
     the disentanglement_lib ``l2`` convention.
+
+    Computed in float32 whatever the autocast dtype (a sum over thousands of pixels).
     """
+    logits, x = logits.float(), x.float()
     if likelihood == "bernoulli":
         per = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif likelihood == "gaussian":

@@ -31,6 +31,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype worth using on ``device``, or None for plain fp32.
+
+    CUDA: float16 (with gradient scaling). CPU: bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX);
+    elsewhere bf16 is emulated and slower than fp32, so None.
+    """
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return torch.bfloat16
+    return None
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)

@@ -67,6 +67,62 @@ def score_run(run: str | Path, data: str = "dsprites", metrics: list[str] | None
     return results, path
 
 
+def score_domain_invariance(run: str | Path, env_id: str, seed: int = 0, device: str = "auto"
+                            ) -> tuple[dict[str, Any], Path]:
+    """:func:`env_domain_invariance` of the model in ``run``, merged into its ``metrics.json`` and tensorboard."""
+    import vision
+    from vision.checkpoint import read_checkpoint, resolve_checkpoint
+    from vision.runtime import atomic_write_json
+
+    ckpt = resolve_checkpoint(Path(run))
+    model = vision.load(ckpt, device)
+    results = {"domain_invariance": env_domain_invariance(model, env_id, seed=seed)}
+    results["domain_invariance"]["params"]["checkpoint"] = str(ckpt)
+    path = ckpt.parent / METRICS_NAME
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(results)
+    atomic_write_json(path, merged)
+    _log_tensorboard(ckpt.parent / "tb", results, int(read_checkpoint(ckpt).get("step", 0)))
+    return results, path
+
+
+def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed: int = 0,
+                          weight_factors: list[str] | None = None, env_kwargs: dict[str, Any] | None = None,
+                          ) -> dict[str, Any]:
+    """Domain invariance of ``model``'s posterior means on ``env_id``: the same scenes rendered in the source and
+    in every other named domain of the env (:mod:`vision.metrics.domain_invariance`).
+
+    Scenes are drawn from the source domain; a target rendering keeps every state factor and redraws the visual
+    factors from the target's values. Latents are weighted by their information about ``weight_factors``
+    (default: every state factor, i.e. where things are).
+    """
+    import numpy as np
+
+    from envs import make_factor_env
+    from envs.core import resolve_domain
+    from vision.metrics import encoder_from_model
+    from vision.metrics.domain_invariance import compute_domain_invariance
+
+    env = make_factor_env(env_id, "source", **(env_kwargs or {}))
+    space = env.factor_space
+    visual = list(space.visual)
+    rng = np.random.default_rng(seed)
+    scenes = resolve_domain(space, env.DOMAINS, "source").sample(num_scenes, rng)
+    encode = encoder_from_model(model)
+    source = encode(env.render_factors(scenes))[0]
+    targets = {}
+    for name in env.DOMAINS:
+        if name == "source":
+            continue
+        moved = scenes.copy()
+        moved[:, visual] = resolve_domain(space, env.DOMAINS, name).sample(num_scenes, rng)[:, visual]
+        targets[name] = encode(env.render_factors(moved))[0]
+    weights = weight_factors or [n for i, n in enumerate(space.names) if i not in visual]
+    result = compute_domain_invariance(source, targets, scenes, space.names, weights)
+    result["params"].update(env_id=env_id, seed=seed)
+    return result
+
+
 def _log_tensorboard(log_dir: Path, results: dict[str, Any], step: int) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -90,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--domain-invariance", metavar="ENV_ID", default="",
+                        help="instead of the suite: domain invariance on an env that renders from factors")
     args = parser.parse_args(argv)
     try:
-        results, path = score_run(args.run, args.data, args.metrics, args.num_points, args.seed, args.device,
-                            progress=not args.no_progress)
+        if args.domain_invariance:
+            results, path = score_domain_invariance(args.run, args.domain_invariance, args.seed, args.device)
+        else:
+            results, path = score_run(args.run, args.data, args.metrics, args.num_points, args.seed, args.device,
+                                      progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -365,3 +365,46 @@ def test_baselines_encode_dsprites():
     assert mu.shape == logvar.shape == (20, 5)
     again, _ = baselines.untrained_encoder(data, latent_dim=5, device="cpu")(images)
     assert np.array_equal(mu, again)  # seeded initialisation
+
+
+# ----- domain invariance ----------------------------------------------------------------------------------
+def _scenes(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 10, size=(n, 2))  # (posX, posY) indices of n scenes
+
+
+def test_domain_invariance_ignoring_colour_scores_one_copying_colour_scores_zero():
+    from vision.metrics.domain_invariance import compute_domain_invariance, latent_invariance
+
+    f = _scenes()
+    pos = f.astype(float)
+    # Source colour 0, target colour 1. Latents: x, y, and a colour copy.
+    src = np.column_stack([pos, np.zeros(len(f))])
+    tgt = np.column_stack([pos, np.ones(len(f))])
+    inv = latent_invariance(src, tgt)
+    np.testing.assert_allclose(inv, [1.0, 1.0, 0.0])
+    # A code whose position latents also move with colour (an entangled mix) scores in between.
+    mixed_src = np.column_stack([pos[:, 0], pos[:, 1]])
+    mixed_tgt = np.column_stack([pos[:, 0] + 3.0, pos[:, 1]])
+    assert 0.0 < latent_invariance(mixed_src, mixed_tgt)[0] < 1.0
+    # Summary over the latents that carry position: the colour copy carries none, so the code is invariant.
+    r = compute_domain_invariance(src, {"target": tgt}, f, ("posX", "posY"), ("posX", "posY"))
+    assert r["metric"] == "domain_invariance" and r["variant"] == "pooled_variance"
+    assert r["scores"]["domain_invariance"] == pytest.approx(1.0)
+    assert r["details"]["per_target"]["target"]["per_latent"] == pytest.approx([1.0, 1.0, 0.0])
+    # A code that writes position *and* colour into the same latents (colour shifts position codes) scores 0.
+    shift = np.column_stack([pos + 100.0, np.ones(len(f))])
+    r0 = compute_domain_invariance(src, {"target": shift}, f, ("posX", "posY"), ("posX", "posY"))
+    assert r0["scores"]["domain_invariance"] == pytest.approx(0.0)
+
+
+def test_domain_invariance_random_code_scores_about_zero_and_bad_input_is_clear():
+    from vision.metrics.domain_invariance import compute_domain_invariance, latent_invariance
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5000, 3)), rng.normal(size=(5000, 3))
+    assert np.all(latent_invariance(a, b) < 0.05)  # moves like a jump to an unrelated scene
+    with pytest.raises(ValueError, match="weight_factors: 'colour'"):
+        compute_domain_invariance(a, {"t": b}, _scenes(5000), ("posX", "posY"), ("colour",))
+    with pytest.raises(ValueError, match="codes: source and target"):
+        latent_invariance(a, b[:10])

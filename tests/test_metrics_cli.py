@@ -39,3 +39,17 @@ def test_cli_rejects_unknown_data_and_metric(run_dir, capsys):
     assert "unknown metric 'bogus'" in capsys.readouterr().err
     assert main(["--run", str(run_dir / "nowhere"), "--no-progress"]) == 2
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_cli_domain_invariance_on_an_env_that_renders_from_factors(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=4), (3, 64, 64))
+    save_checkpoint(tmp_path / "checkpoint.pt", model, step=3)
+    assert main(["--run", str(tmp_path), "--domain-invariance", "darla/Sprites-v0", "--no-progress"]) == 0
+    assert "domain_invariance" in capsys.readouterr().out
+    r = json.loads((tmp_path / "metrics.json").read_text())["domain_invariance"]
+    assert r["params"]["env_id"] == "darla/Sprites-v0" and r["params"]["targets"] == ["target"]
+    assert "background_colour" not in r["params"]["weight_factors"]  # weighted by state factors only
+    per = r["details"]["per_target"]["target"]["per_latent"]
+    assert len(per) == 4 and all(0.0 <= v <= 1.0 for v in per)
+    assert 0.0 <= r["scores"]["domain_invariance"] <= 1.0

@@ -6,6 +6,7 @@ existing run directory resumes it; a finished run returns at once.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,9 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
     h, w, c = store.observation_shape
     seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = build_model(cfg.model, (c, h, w), len(store))
+    summary_path = run_dir / "stage1.json"
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("step", -1) >= cfg.train.steps:
+        return json.loads(summary_path.read_text())  # already finished: its summary stands as written
     t0 = time.perf_counter()
     result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
                                 evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every)
@@ -101,7 +105,7 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
                           num_points=cfg.eval.num_points, seed=cfg.eval.seed, progress=progress)
         atomic_write_json(run_dir / "metrics.json", scores)
         summary["metrics"] = str(run_dir / "metrics.json")
-    atomic_write_json(run_dir / "stage1.json", summary)
+    atomic_write_json(summary_path, summary)
     return summary
 
 

@@ -77,3 +77,13 @@ def test_cpu_autocast_trains_in_bf16_with_float32_losses(tmp_path):
         logits = model.decode(model.encode(x)[0])
     assert logits.dtype == torch.bfloat16  # the networks run in bf16 ...
     assert out.loss.dtype == torch.float32 and out.kl_per_latent.dtype == torch.float32  # ... the objective in fp32
+
+
+def test_rerunning_a_finished_run_keeps_its_summary(tmp_path):
+    run = tmp_path / "run"
+    args = ["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", "train.steps=4", *TINY]
+    assert main(args) == 0
+    first = (run / "stage1.json").read_text()
+    assert main(args) == 0
+    assert (run / "stage1.json").read_text() == first
+    json.loads(first, parse_constant=lambda c: pytest.fail(f"stage1.json holds {c}"))  # strict JSON: no NaN

@@ -9,7 +9,6 @@ interrupted-and-resumed run ends with exactly the parameters of an uninterrupted
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ class TrainResult:
     terms: dict[str, float]
     kl_per_latent: list[float]
     seconds: float
-    images_per_second: float
+    images_per_second: float | None  # None when nothing was trained (the run had already finished)
     resumed_from: int
     checkpoint: str
     extra: dict[str, Any] = field(default_factory=dict)
@@ -232,7 +231,7 @@ def train(
         terms=terms,
         kl_per_latent=[float(v) for v in kl.tolist()],
         seconds=seconds,
-        images_per_second=n_images / seconds if seconds > 0 and n_images else math.nan,
+        images_per_second=n_images / seconds if seconds > 0 and n_images else None,
         resumed_from=start,
         checkpoint=str(ckpt_path),
     )

@@ -127,3 +127,12 @@ def test_checkpoints_without_latent_statistics_load_as_identity(store, tmp_path)
     torch.save(payload, tmp_path / "old.pt")
     loaded = load(tmp_path / "old.pt", device="cpu")
     assert torch.equal(loaded.latent_mean, torch.zeros(4)) and torch.equal(loaded.latent_std, torch.ones(4))
+
+
+def test_a_checkpoint_write_killed_midway_leaves_no_temp_file_behind(store, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = run / ".checkpoint.pt.abc123.tmp"  # what a kill during atomic_write_bytes leaves
+    stale.write_bytes(b"partial")
+    train(_model(store), store, _cfg(2), run, progress=False)
+    assert not stale.exists() and (run / "checkpoint.pt").exists()

@@ -105,6 +105,8 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT_NAME
+    for stale in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write killed mid-way (atomic_write_bytes' temp file)
+        stale.unlink(missing_ok=True)
     device = resolve_device(cfg.device)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)

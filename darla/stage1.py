@@ -23,6 +23,7 @@ from vision.runtime import atomic_write_json, seed_everything
 from vision.train import TrainResult, train
 
 FRAMES_NAME = "frames.npz"
+DOMAIN_INVARIANCE = "domain_invariance"  # scored on the env (darla.metrics.env_domain_invariance), not the suite
 
 
 def build_frames(data: DataConfig, run_dir: Path, progress: bool = True) -> FrameStore:
@@ -63,9 +64,12 @@ def headline_scores(cfg: Stage1Config) -> Callable[[Any], dict[str, float]]:
     from vision.metrics.registry import parse_name
 
     data = ground_truth_for(cfg.data)
+    suite = [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]  # the env metric is scored at the end only
 
     def score(model: Any) -> dict[str, float]:
-        got = evaluate(data, encoder_from_model(model), names=list(cfg.eval.metrics), num_points=cfg.eval.num_points,
+        if not suite:
+            return {}
+        got = evaluate(data, encoder_from_model(model), names=suite, num_points=cfg.eval.num_points,
                        seed=cfg.eval.seed, progress=False)
         return {key: float(r["scores"][parse_name(key)[0].primary]) for key, r in got.items()}
 
@@ -74,6 +78,8 @@ def headline_scores(cfg: Stage1Config) -> Callable[[Any], dict[str, float]]:
 
 def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
     """Execute a stage-1 run end to end; returns the summary also written to ``RUN_DIR/stage1.json``."""
+    if DOMAIN_INVARIANCE in cfg.eval.metrics and not cfg.data.env_id:
+        raise ConfigError("eval.metrics: domain_invariance renders scenes in each domain; it needs data.env_id")
     run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage1", cfg.run.resume, ignore=("train.steps", "eval.", "run."))
     store = build_frames(cfg.data, run_dir, progress)
     h, w, c = store.observation_shape
@@ -101,8 +107,14 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
         from vision.metrics import encoder_from_model, evaluate
 
         model.eval()
-        scores = evaluate(ground_truth_for(cfg.data), encoder_from_model(model), names=list(cfg.eval.metrics),
-                          num_points=cfg.eval.num_points, seed=cfg.eval.seed, progress=progress)
+        suite = [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]
+        scores = evaluate(ground_truth_for(cfg.data), encoder_from_model(model), names=suite,
+                          num_points=cfg.eval.num_points, seed=cfg.eval.seed, progress=progress) if suite else {}
+        if DOMAIN_INVARIANCE in cfg.eval.metrics:
+            from darla.metrics import env_domain_invariance
+
+            scores[DOMAIN_INVARIANCE] = env_domain_invariance(model, cfg.data.env_id, seed=cfg.eval.seed,
+                                                              env_kwargs=dict(cfg.data.env_kwargs))
         atomic_write_json(run_dir / "metrics.json", scores)
         summary["metrics"] = str(run_dir / "metrics.json")
     atomic_write_json(summary_path, summary)

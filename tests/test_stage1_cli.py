@@ -87,3 +87,20 @@ def test_rerunning_a_finished_run_keeps_its_summary(tmp_path):
     assert main(args) == 0
     assert (run / "stage1.json").read_text() == first
     json.loads(first, parse_constant=lambda c: pytest.fail(f"stage1.json holds {c}"))  # strict JSON: no NaN
+
+
+def test_domain_invariance_at_the_end_of_stage1_on_env_frames(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", "train.steps=2", *TINY,
+            "data.source=env", "data.env_id=darla/Sprites-v0", "data.num_images=64", "data.coverage=randomised",
+            "eval.metrics=[domain_invariance,mig]", "eval.num_points=200"]
+    assert main(args) == 0
+    res = json.loads((run / "metrics.json").read_text())
+    assert set(res) == {"domain_invariance", "mig"}
+    assert 0.0 <= res["domain_invariance"]["scores"]["domain_invariance"] <= 1.0
+    # Without an env to render domains from, the metric is refused before anything is written.
+    bad = tmp_path / "bad"
+    assert main(["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={bad}",
+                 "eval.metrics=[domain_invariance]"]) != 0
+    assert "eval.metrics: domain_invariance" in capsys.readouterr().err
+    assert not bad.exists()

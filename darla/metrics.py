@@ -76,7 +76,11 @@ def score_domain_invariance(run: str | Path, env_id: str, seed: int = 0, device:
 
     ckpt = resolve_checkpoint(Path(run))
     model = vision.load(ckpt, device)
-    results = {"domain_invariance": env_domain_invariance(model, env_id, seed=seed)}
+    # The env as the vision module saw it: a run trained on this env id's frames lends its env kwargs (board size…).
+    data = read_checkpoint(ckpt).get("extra", {}).get("config", {}).get("data", {})
+    kwargs = dict(data.get("env_kwargs") or {}) if data.get("env_id") == env_id else {}
+    results = {"domain_invariance": env_domain_invariance(model, env_id, seed=seed, env_kwargs=kwargs)}
+    results["domain_invariance"]["params"]["env_kwargs"] = kwargs
     results["domain_invariance"]["params"]["checkpoint"] = str(ckpt)
     path = ckpt.parent / METRICS_NAME
     merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}

@@ -77,7 +77,8 @@ def score_domain_invariance(run: str | Path, env_id: str, seed: int = 0, device:
     ckpt = resolve_checkpoint(Path(run))
     model = vision.load(ckpt, device)
     # The env as the vision module saw it: a run trained on this env id's frames lends its env kwargs (board size…).
-    data = read_checkpoint(ckpt).get("extra", {}).get("config", {}).get("data", {})
+    payload = read_checkpoint(ckpt)
+    data = payload.get("extra", {}).get("config", {}).get("data", {})
     kwargs = dict(data.get("env_kwargs") or {}) if data.get("env_id") == env_id else {}
     results = {"domain_invariance": env_domain_invariance(model, env_id, seed=seed, env_kwargs=kwargs)}
     results["domain_invariance"]["params"]["env_kwargs"] = kwargs
@@ -86,7 +87,7 @@ def score_domain_invariance(run: str | Path, env_id: str, seed: int = 0, device:
     merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     merged.update(results)
     atomic_write_json(path, merged)
-    _log_tensorboard(ckpt.parent / "tb", results, int(read_checkpoint(ckpt).get("step", 0)))
+    _log_tensorboard(ckpt.parent / "tb", results, int(payload.get("step", 0)))
     return results, path
 
 

@@ -58,13 +58,18 @@ def ground_truth_for(data: DataConfig) -> Any:
     raise ConfigError("eval.metrics: metrics need ground-truth factors; set data.env_id to the env the frames came from")
 
 
+def suite_metrics(cfg: Stage1Config) -> list[str]:
+    """``cfg.eval.metrics`` without the env metric (domain invariance is scored on the env, at the end only)."""
+    return [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]
+
+
 def headline_scores(cfg: Stage1Config) -> Callable[[Any], dict[str, float]]:
     """model -> the headline score of each of ``cfg.eval.metrics`` (scored during training, quietly)."""
     from vision.metrics import encoder_from_model, evaluate
     from vision.metrics.registry import parse_name
 
     data = ground_truth_for(cfg.data)
-    suite = [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]  # the env metric is scored at the end only
+    suite = suite_metrics(cfg)
 
     def score(model: Any) -> dict[str, float]:
         if not suite:
@@ -86,28 +91,29 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
     seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = build_model(cfg.model, (c, h, w), len(store))
     summary_path = run_dir / "stage1.json"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("step", -1) >= cfg.train.steps:
-        return json.loads(summary_path.read_text())  # already finished: its summary stands as written
     t0 = time.perf_counter()
     result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
                                 evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every)
-    summary: dict[str, Any] = {
-        "family": cfg.model.family,
-        "step": result.step,
-        "resumed_from": result.resumed_from,
-        "terms": result.terms,
-        **({"kl_per_latent": result.kl_per_latent, "active_latents": int(sum(k > 0.01 for k in result.kl_per_latent))}
-           if model.stochastic else {}),
-        "train_seconds": round(time.perf_counter() - t0, 2),
-        "images_per_second": result.images_per_second,
-        "num_frames": len(store),
-        "checkpoint": result.checkpoint,
-    }
+    if result.resumed_from >= cfg.train.steps and summary_path.exists():
+        summary: dict[str, Any] = json.loads(summary_path.read_text())  # already finished: its summary stands
+    else:
+        summary = {
+            "family": cfg.model.family,
+            "step": result.step,
+            "resumed_from": result.resumed_from,
+            "terms": result.terms,
+            **({"kl_per_latent": result.kl_per_latent, "active_latents": int(sum(k > 0.01 for k in result.kl_per_latent))}
+               if model.stochastic else {}),
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "images_per_second": result.images_per_second,
+            "num_frames": len(store),
+            "checkpoint": result.checkpoint,
+        }
     if cfg.eval.metrics:
         from vision.metrics import encoder_from_model, evaluate
 
         model.eval()
-        suite = [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]
+        suite = suite_metrics(cfg)
         scores = evaluate(ground_truth_for(cfg.data), encoder_from_model(model), names=suite,
                           num_points=cfg.eval.num_points, seed=cfg.eval.seed, progress=progress) if suite else {}
         if DOMAIN_INVARIANCE in cfg.eval.metrics:

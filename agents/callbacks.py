@@ -15,6 +15,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
+from vision.runtime import progress_bar
+
 EvalHistory = dict[str, list[dict[str, Any]]]
 
 
@@ -138,7 +140,7 @@ class TqdmProgress(BaseCallback):
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.desc, unit="step",
+        self.bar = progress_bar(total=self.total, initial=self.model.num_timesteps, desc=self.desc, unit="step",
                         dynamic_ncols=True)
 
     def _on_step(self) -> bool:

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
 
 from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config
 from darla.runs import prepare_run_dir
-from vision.runtime import atomic_write_json
+from vision.runtime import atomic_write_json, progress_bar
 
 
 @dataclass
@@ -165,7 +164,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     jobs = plan(cfg, progress)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    bar = tqdm(jobs, desc="pipeline", disable=not progress, position=0, leave=True)
+    bar = progress_bar(jobs, desc="pipeline", disable=not progress, position=0, leave=True)
     for job in bar:
         bar.set_postfix_str(job.name)
         if job.done():

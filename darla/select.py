@@ -29,12 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from darla.config import ConfigError, Stage1Config, load_config
 from darla.sweep import SWEEP_PLAN, value_label
 from vision.checkpoint import CHECKPOINT_NAME, file_sha256, load
-from vision.runtime import atomic_write_json, atomic_write_text, resolve_device
+from vision.runtime import atomic_write_json, atomic_write_text, progress_bar, resolve_device
 
 SELECTION_JSON = "selection.json"
 SELECTION_MD = "selection.md"
@@ -160,7 +159,7 @@ def select(
     dev = resolve_device(device)
     images = udr_inputs(cands[0].run_dir, num_points, seed)
     codes, kls = [], []
-    for c in tqdm(cands, desc="encode", disable=not progress, dynamic_ncols=True):
+    for c in progress_bar(cands, desc="encode", disable=not progress, dynamic_ncols=True):
         mu, kl = encode_candidate(c.run_dir, images, dev)
         codes.append(mu)
         kls.append(kl)

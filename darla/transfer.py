@@ -19,11 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 from rliable import library, metrics
-from tqdm.auto import tqdm
 
 from agents.callbacks import evaluate_domains
 from darla.report import transfer_markdown, transfer_plot
-from vision.runtime import atomic_write_json, atomic_write_text, git_sha, versions
+from vision.runtime import atomic_write_json, atomic_write_text, git_sha, progress_bar, versions
 
 EVAL_SEED = 1_000_003  # far from training seeds (0, 1, 2, …), so evaluation episodes were never trained on
 EVAL_FILE = "transfer_eval.json"
@@ -127,7 +126,7 @@ def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evals = [evaluate_run(r, episodes, seed, device=device) for r in tqdm(run_dirs, desc="transfer", disable=not progress)]
+    evals = [evaluate_run(r, episodes, seed, device=device) for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
     result = aggregate(evals, reps=reps)
     result["episodes"] = episodes
     result["eval_seed"] = seed

@@ -126,6 +126,22 @@ def test_beta_norm_converts_to_kl_weight():
     )
 
 
+def test_beta_schedule_moves_linearly_then_holds():
+    model = BetaVAE(ModelConfig(family="beta_vae", beta=4.0, beta_start=16.0, beta_steps=100), SHAPE)
+    assert [model.kl_weight_at(s) for s in (0, 50, 100, 1000)] == pytest.approx([16.0, 10.0, 4.0, 4.0])
+    x = _batch()
+    torch.manual_seed(0)
+    early = model.loss(x, step=0)
+    assert early.terms["beta"].item() == pytest.approx(16.0)
+    assert early.terms["loss"].item() == pytest.approx(
+        early.terms["recon"].item() + 16.0 * early.terms["kl"].item(), rel=1e-5)
+    # no schedule: the configured β at every step; the plain VAE ignores the schedule
+    assert BetaVAE(ModelConfig(family="beta_vae", beta=4.0), SHAPE).kl_weight_at(0) == 4.0
+    assert build_model(ModelConfig(family="vae", beta_start=16.0, beta_steps=100), SHAPE).kl_weight_at(0) == 1.0
+    with pytest.raises(ValueError, match="model.beta_steps"):
+        ModelConfig(beta_steps=-1)
+
+
 # ----- AnnealedVAE ----------------------------------------------------------------------------------------
 def test_annealed_capacity_schedule():
     model = AnnealedVAE(ModelConfig(family="annealed_vae", c_min=0.5, c_max=25.0, c_steps=1000), SHAPE)

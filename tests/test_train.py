@@ -136,3 +136,19 @@ def test_a_checkpoint_write_killed_midway_leaves_no_temp_file_behind(store, tmp_
     stale.write_bytes(b"partial")
     train(_model(store), store, _cfg(2), run, progress=False)
     assert not stale.exists() and (run / "checkpoint.pt").exists()
+
+
+def test_progress_bar_writes_plain_lines_when_not_on_a_terminal(monkeypatch, capsys):
+    import io
+    import sys
+
+    from vision.runtime import progress_bar
+
+    buf = io.StringIO()  # not a terminal
+    monkeypatch.setattr(sys, "stderr", buf)
+    for _ in progress_bar(range(1000), desc="work", line_interval=3600):
+        pass
+    out = buf.getvalue()
+    assert "\r" not in out and "\x1b" not in out
+    lines = out.splitlines()
+    assert 1 <= len(lines) <= 3 and lines[-1].startswith("work: 100%")

@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -124,3 +125,38 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class _LineStream:
+    """What a progress bar writes to when stderr is not a terminal: each refresh becomes one plain line.
+
+    tqdm redraws in place with carriage returns and cursor moves; in a log file that is hundreds of KB of control
+    codes. This strips them and ends every non-empty refresh with a newline.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, s: str) -> None:
+        s = s.replace("\r", "").replace("\x1b[A", "").strip()
+        if s:
+            self.stream.write(s + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(iterable: Any = None, *, line_interval: float = 30.0, **kwargs: Any) -> Any:
+    """A tqdm bar on a terminal; when stderr is a file or pipe, a plain line every ``line_interval`` s and at the end.
+
+    Takes tqdm's arguments (``total``, ``desc``, ``disable``, ``leave``, ...).
+    """
+    from tqdm.auto import tqdm
+
+    if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        kwargs.setdefault("file", _LineStream(sys.stderr))
+        kwargs.setdefault("mininterval", line_interval)
+        kwargs.setdefault("ncols", 100)
+        kwargs.pop("dynamic_ncols", None)
+        kwargs.pop("position", None)
+    return tqdm(iterable, **kwargs)

@@ -17,13 +17,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
 from vision.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
 from vision.data.frames import FrameStore
 from vision.images import to_tensor
 from vision.models.base import VAEBase
-from vision.runtime import atomic_write_json, autocast_dtype, resolve_device, seed_everything
+from vision.runtime import atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
 from vision.viz import reconstruction_grid, save_png, traversal_grid
 
 
@@ -165,7 +164,7 @@ def train(
     terms: dict[str, float] = {}
     kl = torch.zeros(model.latent_dim)
     t0, n_images = time.perf_counter(), 0
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"stage1 {model.family}", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=f"stage1 {model.family}", disable=not progress, dynamic_ncols=True)
     try:
         for step in range(start, cfg.steps):
             idx = torch.randint(len(store), (cfg.batch_size,), generator=sampler)

@@ -183,7 +183,7 @@ def importance_matrix(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
                       backend: str = "lightgbm", seed: int = 0, progress: bool = False,
                       **opts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Importance matrix (codes, factors) and per-factor train/test informativeness for one backend."""
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     if backend not in _FITS:
         raise ValueError(f"dci backend: unknown {backend!r}; choose from {BACKENDS}")
@@ -191,7 +191,7 @@ def importance_matrix(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     k = y_train.shape[1]
     imp = np.zeros((x_train.shape[1], k))
     train, test = np.zeros(k), np.zeros(k)
-    for j in tqdm(range(k), desc=f"dci:{backend}", unit="factor", disable=not progress, leave=False):
+    for j in progress_bar(range(k), desc=f"dci:{backend}", unit="factor", disable=not progress, leave=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             w, train[j], test[j] = fit(x_train, y_train[:, j], x_test, y_test[:, j], seed, **opts)

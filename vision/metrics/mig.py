@@ -79,13 +79,13 @@ def _entropy_estimate(mu: np.ndarray, logvar: np.ndarray, num_samples: int, gen:
 def sampling_mi(mu: np.ndarray, logvar: np.ndarray, factors: np.ndarray, num_samples: int = 10_000,
                 seed: int = 0, progress: bool = False) -> np.ndarray:
     """Sampling estimate of I(z_j; v_k) (latents, factors) from the posteriors N(mu, exp(logvar))."""
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     gen = torch.Generator().manual_seed(seed)
     n = mu.shape[0]
     marginal = _entropy_estimate(mu, logvar, num_samples, gen)
     mi = np.zeros((mu.shape[1], factors.shape[1]))
-    for k in tqdm(range(factors.shape[1]), desc="mig:sampling", unit="factor", disable=not progress, leave=False):
+    for k in progress_bar(range(factors.shape[1]), desc="mig:sampling", unit="factor", disable=not progress, leave=False):
         cond = np.zeros(mu.shape[1])
         for v in np.unique(factors[:, k]):
             sel = factors[:, k] == v

@@ -62,7 +62,7 @@ def explicitness(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
 def compute_modularity_explicitness(cache: RepresentationCache, seed: int = 0, progress: bool = False, *,
                                     num_bins: int = NUM_BINS, max_iter: int = 100) -> dict[str, Any]:
     """Modularity on the train pool; explicitness fitted on the train pool, reported on both pools."""
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     params = {"num_bins": num_bins, "classifier": "sklearn.LogisticRegression", "max_iter": max_iter,
               "auc": "one-vs-rest macro", "seed": seed, **cache.provenance()}
@@ -71,7 +71,7 @@ def compute_modularity_explicitness(cache: RepresentationCache, seed: int = 0, p
         mod, per_latent = modularity(mi)
         x_train, x_test = standardize(cache.train.mu.astype(np.float64), cache.test.mu.astype(np.float64))
         expl = np.zeros((cache.num_factors, 2))
-        for k in tqdm(range(cache.num_factors), desc="explicitness", unit="factor", disable=not progress, leave=False):
+        for k in progress_bar(range(cache.num_factors), desc="explicitness", unit="factor", disable=not progress, leave=False):
             expl[k] = explicitness(x_train, cache.train.factors[:, k], x_test, cache.test.factors[:, k], seed, max_iter)
     scores = {"modularity": mod, "explicitness_train": float(np.mean(expl[:, 0])),
               "explicitness_test": float(np.mean(expl[:, 1]))}

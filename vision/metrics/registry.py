@@ -104,7 +104,7 @@ def evaluate(data: GroundTruthData, encode: EncodeFn, names: str | Sequence[str]
     e.g. ``{"beta_vae": {"num_train": 2000}}``. Returns ``{result key: result}``, each result recording the
     metric's name, variant, parameters and scores (see :func:`vision.metrics.utils.make_result`).
     """
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     if cache is None:
         cache = RepresentationCache.build(data, encode, num_points, num_test, seed, progress=progress)
@@ -114,7 +114,7 @@ def evaluate(data: GroundTruthData, encode: EncodeFn, names: str | Sequence[str]
     if unknown:
         raise ValueError(f"params: {unknown[0]!r} is not one of the requested metrics")
     results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(todo, desc="metrics", unit="metric", disable=not progress)
+    bar = progress_bar(todo, desc="metrics", unit="metric", disable=not progress)
     for m, v in bar:
         key = result_key(m, v)
         bar.set_postfix_str(key)

@@ -274,12 +274,12 @@ def mean_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
 def encode_images(data: GroundTruthData, encode: EncodeFn, factors: np.ndarray, batch_size: int = 1_000,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Render ``factors`` and encode them in batches -> (mu, logvar or None), checked for shape and finiteness."""
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     mus: list[np.ndarray] = []
     logvars: list[np.ndarray] = []
     has_logvar: bool | None = None
-    for i in tqdm(range(0, len(factors), batch_size), desc="encode", unit="batch", disable=not progress, leave=False):
+    for i in progress_bar(range(0, len(factors), batch_size), desc="encode", unit="batch", disable=not progress, leave=False):
         images = data.render(factors[i:i + batch_size])
         mu, logvar = encode(images)
         mu = _codes(mu, "encode: mu", len(images))

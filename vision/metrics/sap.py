@@ -31,10 +31,10 @@ def top_two_gap(matrix: np.ndarray) -> tuple[float, np.ndarray]:
 def score_matrix_discrete(mu: np.ndarray, y: np.ndarray, mu_test: np.ndarray, y_test: np.ndarray, c: float = 0.01,
                           seed: int = 0, progress: bool = False) -> np.ndarray:
     """Test accuracy of a one-latent linear SVM for every (latent, factor) pair."""
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     out = np.zeros((mu.shape[1], y.shape[1]))
-    for i in tqdm(range(mu.shape[1]), desc="sap", unit="latent", disable=not progress, leave=False):
+    for i in progress_bar(range(mu.shape[1]), desc="sap", unit="latent", disable=not progress, leave=False):
         xi, xi_test = mu[:, i:i + 1].astype(np.float64), mu_test[:, i:i + 1].astype(np.float64)
         for k in range(y.shape[1]):
             clf = LinearSVC(C=c, class_weight="balanced", random_state=seed)

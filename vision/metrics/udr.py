@@ -66,7 +66,7 @@ def compute_udr(representations: Sequence[np.ndarray], kl_per_latent: Sequence[n
     ``representations[m]`` is (n, D_m) — the same n inputs for every model, in the same order;
     ``kl_per_latent[m]`` is (D_m,). Scores: ``model_<m>`` for each model.
     """
-    from tqdm.auto import tqdm
+    from vision.runtime import progress_bar
 
     if correlation not in VARIANTS:
         raise ValueError(f"udr correlation: unknown {correlation!r}; choose from {VARIANTS}")
@@ -91,7 +91,7 @@ def compute_udr(representations: Sequence[np.ndarray], kl_per_latent: Sequence[n
         partners = [rng.choice([j for j in range(m) if j != i], size=p, replace=False) for i in range(m)]
         pairs = sorted({(int(j), i) for i in range(m) for j in partners[i]})
         pairwise = np.full((m, m), np.nan)
-        for j, i in tqdm(pairs, desc=f"udr:{correlation}", unit="pair", disable=not progress, leave=False):
+        for j, i in progress_bar(pairs, desc=f"udr:{correlation}", unit="pair", disable=not progress, leave=False):
             r = similarity_matrix(reps[j], reps[i], correlation, lasso_alpha, seed)
             pairwise[j, i] = pair_score(r, active[j], active[i])
         model_scores = [float(np.median([pairwise[j, i] for j in partners[i]])) for i in range(m)]

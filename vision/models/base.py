@@ -33,6 +33,9 @@ class ModelConfig:
     # β-VAE (Higgins): KL weight. With beta_norm=True, `beta` is the seeds' β_norm = β·M/N (M latents, N input dims).
     beta: float = 4.0
     beta_norm: bool = False
+    # Optional β schedule: β moves linearly from beta_start to beta over the first beta_steps steps (0: constant β).
+    beta_start: float = 0.0
+    beta_steps: int = 0
     # AnnealedVAE (Burgess): capacity_weight·|KL − C|, C rising linearly c_min → c_max over c_steps.
     capacity_weight: float = 1000.0
     c_min: float = 0.0
@@ -68,6 +71,8 @@ class ModelConfig:
             raise ValueError(f"model.arch: unknown {self.arch!r}; choose 'conv64' or 'mlp'")
         if self.beta < 0:
             raise ValueError(f"model.beta: must be >= 0, got {self.beta}")
+        if self.beta_steps < 0 or self.beta_start < 0:
+            raise ValueError(f"model.beta_steps/beta_start: must be >= 0, got {self.beta_steps}, {self.beta_start}")
         if self.tc_estimator not in ("mws", "mss"):
             raise ValueError(f"model.tc_estimator: unknown {self.tc_estimator!r}; choose 'mws' or 'mss'")
         if self.dip_type not in ("i", "ii"):

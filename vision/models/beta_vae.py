@@ -20,21 +20,38 @@ class BetaVAE(VAEBase):
 
     With ``beta_norm=True`` the configured ``beta`` is the seeds' normalised β_norm = β·M/N (M latents, N input
     dimensions), and the KL weight actually applied is β_norm·N/M.
+
+    With ``beta_steps > 0`` β moves linearly from ``beta_start`` to ``beta`` over the first ``beta_steps``
+    optimisation steps and stays at ``beta`` afterwards. Starting high lets a few latents take the factors that
+    matter most under a tight bottleneck before the others open (the idea of Burgess et al.'s capacity schedule,
+    with the β-VAE's own objective at every step).
     """
 
     family: ClassVar[str] = "beta_vae"
 
-    @property
-    def kl_weight(self) -> float:
+    def _normalise(self, beta: float) -> float:
         if self.cfg.beta_norm:
             n_inputs = 1
             for s in self.input_shape:
                 n_inputs *= s
-            return self.cfg.beta * n_inputs / self.latent_dim
-        return self.cfg.beta
+            return beta * n_inputs / self.latent_dim
+        return beta
+
+    @property
+    def kl_weight(self) -> float:
+        """The KL weight once any schedule has ended."""
+        return self._normalise(self.cfg.beta)
+
+    def kl_weight_at(self, step: int) -> float:
+        """The KL weight applied at optimisation step ``step``."""
+        if self.cfg.beta_steps <= 0:
+            return self.kl_weight
+        frac = min(max(step, 0) / self.cfg.beta_steps, 1.0)
+        return self._normalise(self.cfg.beta_start + (self.cfg.beta - self.cfg.beta_start) * frac)
 
     def regularizer(self, mu, logvar, z, kl, step):  # type: ignore[override]
-        return self.kl_weight * kl.sum(1).mean(), {"beta": torch.tensor(self.kl_weight)}
+        w = self.kl_weight_at(step)
+        return w * kl.sum(1).mean(), {"beta": torch.tensor(w)}
 
 
 class VAE(BetaVAE):
@@ -44,4 +61,7 @@ class VAE(BetaVAE):
 
     @property
     def kl_weight(self) -> float:
+        return 1.0
+
+    def kl_weight_at(self, step: int) -> float:
         return 1.0

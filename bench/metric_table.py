@@ -1,17 +1,18 @@
-"""The seeds' 2D-shapes table, rebuilt: BetaVAE, FactorVAE, MIG and DCI scores of baselines and trained VAEs.
+"""The seeds' 2D-shapes table, rebuilt: BetaVAE, FactorVAE, MIG and DCI of baselines and of trained models.
 
-    OMP_NUM_THREADS=1 python bench/metric_table.py --vae RUN_VAE --beta-vae RUN_BETA_VAE \\
-        [--num-points 10000] [--out docs/metrics_dsprites.md]
+    OMP_NUM_THREADS=1 python bench/metric_table.py --runs RUN [RUN ...] [--num-points 10000] \\
+        [--out docs/metrics_dsprites.md]
     OMP_NUM_THREADS=1 python bench/metric_table.py --quick --out /tmp/metrics_quick.md    # a short proof run
 
-Rows: the ground-truth factors themselves, raw pixels, PCA (10), ICA (10), an untrained conv64 VAE, a VAE
-(β = 1) and a β-VAE (β = 4) — the last two from stage-1 run directories (``python -m darla.stage1``). Every row is
-scored by the same code on the same procedural-dSprites points (``vision.metrics.evaluate`` with one shared pool
-of factors), beside the BetaVAE-metric numbers of Higgins et al. (2017) quoted in the seeds.
+Rows: the ground-truth factors themselves, raw pixels, PCA (10), ICA (10), an untrained conv64 VAE, then one row per
+stage-1 run directory (``python -m darla.stage1``), labelled by its ``model.family`` and ``train.seed``; a second
+table gives each family's mean ± sd over its seeds and the training minutes (``stage1.json``'s ``train_seconds``).
+Every row is scored by the same code on the same procedural-dSprites points (``vision.metrics.evaluate`` with one
+shared pool of factors), beside the BetaVAE-metric numbers of Higgins et al. (2017) quoted in the seeds.
 
-``--quick`` replaces the two runs with tiny conv64 models trained here for ``--quick-steps`` Adam steps and uses
-1,000 points and smaller metric samples: it proves the pipeline, not the numbers. The full table takes tens of
-CPU minutes, most of it DCI and the BetaVAE classifier on 4,096 raw-pixel dimensions.
+``--quick`` replaces the runs with tiny conv64 models trained here for ``--quick-steps`` Adam steps and uses 1,000
+points and smaller metric samples: it proves the pipeline, not the numbers. The full table takes tens of CPU
+minutes, most of it DCI and the BetaVAE classifier on 4,096 raw-pixel dimensions.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ from vision.runtime import atomic_write_json, atomic_write_text, git_sha
 METRICS = ["beta_vae", "factor_vae", "mig", "dci"]
 # Higgins et al. (2017), BetaVAE metric on 2D shapes (dSprites), as quoted in the seeds (percent).
 SEED_BETA_VAE = {"ground truth": 100.0, "raw pixels": 45.75, "PCA (10)": 84.9, "ICA (10)": 42.03,
-                 "VAE untrained": 44.14, "VAE (β=1)": 61.58, "β-VAE (β=4)": 99.23}
+                 "VAE untrained": 44.14, "vae": 61.58, "beta_vae": 99.23}
+SCORES = {"BetaVAE (%)": ("beta_vae", "eval_accuracy", 100.0), "FactorVAE (%)": ("factor_vae", "eval_accuracy", 100.0),
+          "MIG": ("mig", "mig", 1.0), "DCI disentanglement": ("dci", "disentanglement", 1.0)}
 
 
 def tiny_trained_model(data: DSprites, beta: float, steps: int, seed: int) -> torch.nn.Module:
@@ -55,14 +58,26 @@ def tiny_trained_model(data: DSprites, beta: float, steps: int, seed: int) -> to
     return model.eval()
 
 
-def load_run(path: str) -> tuple[torch.nn.Module, str]:
-    import vision
-    from vision.checkpoint import read_checkpoint
+def load_run(path: str) -> dict[str, Any]:
+    """Model and provenance of a stage-1 run: family, seed, KL weight, steps and training minutes."""
+    import json
 
-    payload = read_checkpoint(path)
-    cfg, model = payload["model_config"], vision.load(path, "auto")
+    import vision
+    from vision.checkpoint import read_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path)
+    payload = read_checkpoint(ckpt)
+    cfg, model = payload["model_config"], vision.load(ckpt, "auto")
+    summary = ckpt.parent / "stage1.json"
+    seconds = json.loads(summary.read_text()).get("train_seconds") if summary.exists() else None
+    from omegaconf import OmegaConf
+
+    config = ckpt.parent / "config.yaml"  # the resolved config every stage-1 run directory holds
+    seed = OmegaConf.load(config).train.seed if config.exists() else None
     beta = getattr(model, "kl_weight", cfg["beta"])  # the KL weight actually applied (the plain VAE's is 1)
-    return model, f"{cfg['family']}, β={beta}, {cfg['latent_dim']} latents, {payload['step']} steps"
+    return {"model": model, "family": cfg["family"], "seed": None if seed is None else int(seed),
+            "train_minutes": None if seconds is None else seconds / 60,
+            "detail": f"{ckpt.parent} ({cfg['family']}, β={beta}, {cfg['latent_dim']} latents, {payload['step']} steps)"}
 
 
 def score(data: DSprites, encode: EncodeFn | None, num_points: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -76,26 +91,61 @@ def score(data: DSprites, encode: EncodeFn | None, num_points: int, seed: int, p
     return evaluate(data, encode, METRICS, num_points=num_points, seed=seed, progress=False, params=params)
 
 
-def markdown(rows: list[dict[str, Any]], command: str, num_points: int, seed: int, quick: bool) -> str:
+def _score(results: dict[str, Any], key: str) -> float:
+    metric, name, scale = SCORES[key]
+    return scale * results[metric]["scores"][name]
+
+
+def family_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd (ddof 1) of every score over the seeds of each trained family, in first-seen order."""
+    out: list[dict[str, Any]] = []
+    for family in dict.fromkeys(r["family"] for r in rows if r.get("family")):
+        mine = [r for r in rows if r.get("family") == family]
+        entry: dict[str, Any] = {"family": family, "seeds": [r["seed"] for r in mine]}
+        for key in SCORES:
+            v = np.array([_score(r["results"], key) for r in mine])
+            entry[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        minutes = [r["train_minutes"] for r in mine if r.get("train_minutes") is not None]
+        entry["train_minutes"] = float(np.mean(minutes)) if minutes else None
+        out.append(entry)
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], summary: list[dict[str, Any]], command: str, num_points: int, seed: int,
+             quick: bool) -> str:
+    fmt = {"BetaVAE (%)": ".1f", "FactorVAE (%)": ".1f", "MIG": ".3f", "DCI disentanglement": ".3f"}
     lines = [
         "# Disentanglement metrics on procedural dSprites",
         "",
         f"Made by `{command}` (git {git_sha()}, {datetime.now(timezone.utc):%Y-%m-%d}); "
-        f"{num_points:,} train + {num_points // 2:,} test points, seed {seed}."
+        f"{num_points:,} train + {num_points // 2:,} test points, metric seed {seed}."
         + (" **Quick run: tiny models, small samples — not the reference numbers.**" if quick else ""),
         "",
-        "| representation | BetaVAE (%) | seed BetaVAE (%) | FactorVAE (%) | MIG | DCI disentanglement | CPU s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "## Per family (mean ± sd over seeds)",
+        "",
+        "| family | seeds | " + " | ".join(SCORES) + " | seed BetaVAE (%) | train min |",
+        "|---|---|" + "---:|" * (len(SCORES) + 2),
     ]
+    for e in summary:
+        cells = [f"{e[k]['mean']:{fmt[k]}} ± {e[k]['sd']:{fmt[k]}}" for k in SCORES]
+        ref = SEED_BETA_VAE.get(e["family"])
+        minutes = "" if e["train_minutes"] is None else f"{e['train_minutes']:.1f}"
+        lines.append(f"| {e['family']} | {len(e['seeds'])} | " + " | ".join(cells)
+                     + f" | {'' if ref is None else f'{ref:.2f}'} | {minutes} |")
+    lines += ["", "## Every representation", "",
+              "| representation | seed | " + " | ".join(SCORES) + " | seed BetaVAE (%) | train min | scoring CPU s |",
+              "|---|---:|" + "---:|" * (len(SCORES) + 3)]
     for r in rows:
-        s = r["results"]
-        lines.append(f"| {r['name']} | {100 * s['beta_vae']['scores']['eval_accuracy']:.2f} | "
-                     f"{SEED_BETA_VAE[r['name']]:.2f} | {100 * s['factor_vae']['scores']['eval_accuracy']:.2f} | "
-                     f"{s['mig']['scores']['mig']:.3f} | {s['dci']['scores']['disentanglement']:.3f} | {r['cpu_s']:.0f} |")
+        ref = SEED_BETA_VAE.get(r.get("family") or r["name"])
+        minutes = "" if r.get("train_minutes") is None else f"{r['train_minutes']:.1f}"
+        lines.append(f"| {r['name']} | {'' if r.get('seed') is None else r['seed']} | "
+                     + " | ".join(f"{_score(r['results'], k):{fmt[k]}}" for k in SCORES)
+                     + f" | {'' if ref is None else f'{ref:.2f}'} | {minutes} | {r['cpu_s']:.0f} |")
     first = rows[0]["results"]
     lines += [
         "",
-        "Representations: " + "; ".join(f"{r['name']}: {r['detail']}" for r in rows) + ".",
+        "Representations: " + "; ".join(f"{r['name']}" + (f" seed {r['seed']}" if r.get("seed") is not None else "")
+                                        + f": {r['detail']}" for r in rows) + ".",
         "",
         "Metric variants (each result's full parameters are in the JSON written beside this file): "
         f"BetaVAE `{first['beta_vae']['variant']}` (batch 64, logistic regression, eval accuracy), "
@@ -115,53 +165,58 @@ def markdown(rows: list[dict[str, Any]], command: str, num_points: int, seed: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vae", help="stage-1 run directory of the VAE (β = 1)")
-    parser.add_argument("--beta-vae", help="stage-1 run directory of the β-VAE (β = 4)")
+    parser.add_argument("--runs", nargs="*", default=[], help="stage-1 run directories (any families and seeds)")
     parser.add_argument("--quick", action="store_true", help="tiny in-process models and small samples")
     parser.add_argument("--quick-steps", type=int, default=50)
     parser.add_argument("--num-points", type=int, default=None, help="default 10,000 (1,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/metrics_dsprites.md")
     args = parser.parse_args(argv)
-    if not args.quick and not (args.vae and args.beta_vae):
-        parser.error("--vae and --beta-vae are required (or --quick)")
+    if not args.quick and not args.runs:
+        parser.error("--runs is required (or --quick)")
     torch.set_num_threads(1)
     num_points = args.num_points or (1_000 if args.quick else 10_000)
     params = {"beta_vae": {"num_train": 1_000, "num_eval": 500}, "factor_vae": {"num_train": 1_000, "num_eval": 500}} \
         if args.quick else {}
     data = DSprites()
 
+    trained: list[dict[str, Any]] = []
     if args.quick:
-        vae = tiny_trained_model(data, 1.0, args.quick_steps, args.seed), f"{args.quick_steps} Adam steps here, β=1"
-        beta_vae = tiny_trained_model(data, 4.0, args.quick_steps, args.seed), f"{args.quick_steps} Adam steps here, β=4"
+        for family, beta in (("vae", 1.0), ("beta_vae", 4.0)):
+            trained.append({"model": tiny_trained_model(data, beta, args.quick_steps, args.seed), "family": family,
+                            "seed": args.seed, "train_minutes": None,
+                            "detail": f"{args.quick_steps} Adam steps here, β={beta}"})
     else:
-        (vae_model, vae_cfg), (beta_model, beta_cfg) = load_run(args.vae), load_run(args.beta_vae)
-        vae, beta_vae = (vae_model, f"{args.vae} ({vae_cfg})"), (beta_model, f"{args.beta_vae} ({beta_cfg})")
-    reps: list[tuple[str, Any, str]] = [
-        ("ground truth", lambda: None, "the factor indices"),
-        ("raw pixels", baselines.raw_pixels, "4,096 pixels in [0, 1]"),
-        ("PCA (10)", lambda: baselines.pca(data, 10, seed=args.seed), "sklearn PCA on 5,000 images"),
-        ("ICA (10)", lambda: baselines.ica(data, 10, seed=args.seed), "sklearn FastICA after PCA whitening, on 5,000 images"),
-        ("VAE untrained", lambda: baselines.untrained_encoder(data, 10, "vae", seed=args.seed), "conv64, random init"),
-        ("VAE (β=1)", lambda: encoder_from_model(vae[0]), vae[1]),
-        ("β-VAE (β=4)", lambda: encoder_from_model(beta_vae[0]), beta_vae[1]),
+        for run in args.runs:
+            try:
+                trained.append(load_run(run))
+            except (FileNotFoundError, ValueError) as e:
+                parser.exit(2, f"error: --runs: {run}: {e}\n")
+    reps: list[tuple[str, Any, str, dict[str, Any]]] = [
+        ("ground truth", lambda: None, "the factor indices", {}),
+        ("raw pixels", baselines.raw_pixels, "4,096 pixels in [0, 1]", {}),
+        ("PCA (10)", lambda: baselines.pca(data, 10, seed=args.seed), "sklearn PCA on 5,000 images", {}),
+        ("ICA (10)", lambda: baselines.ica(data, 10, seed=args.seed), "sklearn FastICA after PCA whitening, on 5,000 images", {}),
+        ("VAE untrained", lambda: baselines.untrained_encoder(data, 10, "vae", seed=args.seed), "conv64, random init", {}),
     ]
+    for t in trained:
+        reps.append((t["family"], lambda m=t["model"]: encoder_from_model(m), t["detail"],
+                     {"family": t["family"], "seed": t["seed"], "train_minutes": t["train_minutes"]}))
     rows = []
-    for name, make, detail in reps:
+    for name, make, detail, extra in reps:
         cpu, wall = time.process_time(), time.perf_counter()
         results = score(data, make(), num_points, args.seed, params)
-        rows.append({"name": name, "detail": detail, "results": results, "cpu_s": time.process_time() - cpu,
-                     "wall_s": time.perf_counter() - wall})
-        s = results
-        print(f"{name:14s} BetaVAE {100 * s['beta_vae']['scores']['eval_accuracy']:6.2f}  "
-              f"FactorVAE {100 * s['factor_vae']['scores']['eval_accuracy']:6.2f}  MIG {s['mig']['scores']['mig']:.3f}  "
-              f"DCI D {s['dci']['scores']['disentanglement']:.3f}  ({rows[-1]['cpu_s']:.0f} CPU s)", flush=True)
+        rows.append({"name": name, "detail": detail, **extra, "results": results,
+                     "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall})
+        print(f"{name:14s} {extra.get('seed', ''):>2} " + "  ".join(f"{k} {_score(results, k):.3f}" for k in SCORES)
+              + f"  ({rows[-1]['cpu_s']:.0f} CPU s)", flush=True)
 
+    summary = family_summary(rows)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
-    atomic_write_text(out, markdown(rows, command, num_points, args.seed, args.quick))
+    atomic_write_text(out, markdown(rows, summary, command, num_points, args.seed, args.quick))
     atomic_write_json(out.with_suffix(".json"), {"command": command, "num_points": num_points, "seed": args.seed,
-                                                 "git": git_sha(), "rows": rows})
+                                                 "git": git_sha(), "summary": summary, "rows": rows})
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 

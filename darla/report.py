@@ -1,4 +1,5 @@
-"""Reports: the transfer table and plot, and ``python -m darla.report correlation`` — disentanglement vs transfer.
+"""Reports: the transfer table and plot, ``python -m darla.report correlation`` — disentanglement vs transfer — and
+``python -m darla.report acquisition`` — the order in which a stage-1 model's latents take up the factors.
 
 ``correlation`` relates each vision module's stage-1 metric scores to the zero-shot target-domain returns of the
 agents trained on it (Spearman ρ with a bootstrap 95% CI over vision modules, and a scatter plot): the paper's
@@ -174,6 +175,72 @@ def correlation(run_dirs: Sequence[str | Path], out_dir: str | Path, metric_keys
     return result
 
 
+# ----- order of factor acquisition -----------------------------------------------------------------------------
+def kl_curves(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, KL per latent of shape (T, D)) from a stage-1 run's tensorboard ``kl_per_latent/z*`` scalars."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = sorted((t for t in acc.Tags()["scalars"] if t.startswith("kl_per_latent/z")), key=lambda t: int(t[15:]))
+    if not tags:
+        raise ValueError(f"--run: {run_dir} has no kl_per_latent/z* scalars in its tensorboard log")
+    by_step = [{e.step: e.value for e in acc.Scalars(t)} for t in tags]  # last write of a step wins (resumes)
+    steps = np.array(sorted(set().union(*by_step)))
+    return steps, np.array([[c.get(int(s), np.nan) for c in by_step] for s in steps])
+
+
+def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", onset_nats: float = 0.5,
+                num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
+    """KL per latent over training, each latent labelled by the factor it carries most information about.
+
+    A latent's onset is the first logged step its KL exceeds ``onset_nats``; the factor of a latent is the one
+    with the largest normalised mutual information (20-bin histogram, as MIG) with its mean code at the end of
+    training. Writes ``out`` (PNG) and ``out`` with suffix ``.json``; returns the JSON content.
+    """
+    import vision
+    from darla.metrics import ground_truth
+    from vision.checkpoint import resolve_checkpoint
+    from vision.metrics import encoder_from_model
+    from vision.metrics.mig import histogram_mi
+    from vision.metrics.representation import encode_images, pool_factors
+    from vision.metrics.utils import entropy
+
+    ckpt = resolve_checkpoint(run_dir)
+    steps, kl = kl_curves(ckpt.parent)
+    source = ground_truth(data)
+    factors = pool_factors(source, num_points, 0, seed=seed)
+    mu, _ = encode_images(source, encoder_from_model(vision.load(ckpt, "cpu")), factors, progress=False)
+    h = entropy(factors)
+    varying = h > 0
+    nmi = histogram_mi(mu, factors[:, varying]) / h[varying]
+    names = [n for n, v in zip(source.factor_names, varying) if v]
+    latents = []
+    for j in range(kl.shape[1]):
+        above = np.flatnonzero(kl[:, j] > onset_nats)
+        k = int(np.argmax(nmi[j]))
+        latents.append({"latent": j, "final_kl": float(kl[-1, j]),
+                        "onset_step": int(steps[above[0]]) if len(above) else None,
+                        "factor": names[k], "normalised_mi": float(nmi[j, k])})
+    active = sorted((d for d in latents if d["onset_step"] is not None), key=lambda d: d["onset_step"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for d in latents:
+        j = d["latent"]
+        if d["onset_step"] is None:
+            ax.plot(steps, kl[:, j], color="0.8", lw=0.8)
+            continue
+        ax.plot(steps, kl[:, j], lw=1.6, label=f"z{j}: {d['factor']} (MI {d['normalised_mi']:.2f})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("KL per latent (nats)")
+    ax.set_title(f"{Path(ckpt.parent).name}: order of acquisition")
+    ax.legend(fontsize=7, loc="upper left")
+    _save_fig(fig, out)
+    result = {"run": str(ckpt.parent), "onset_nats": onset_nats, "num_points": num_points, "latents": latents,
+              "order": [f"z{d['latent']}:{d['factor']}@{d['onset_step']}" for d in active]}
+    atomic_write_json(Path(out).with_suffix(".json"), result)
+    return result
+
+
 def _vision_run_of(stage2_run: Path) -> str:
     """The stage-1 run directory a stage-2 run used (from its resolved config)."""
     from omegaconf import OmegaConf
@@ -194,8 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--metric", nargs="*", default=[], help="metric keys (default: every score all modules share)")
     c.add_argument("--episodes", type=int, default=20)
     c.add_argument("--out", default="runs/report")
+    q = sub.add_parser("acquisition", help="KL per latent over a stage-1 run, labelled by factor (PNG + JSON)")
+    q.add_argument("--run", required=True, help="stage-1 run directory")
+    q.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
+    q.add_argument("--data", default="dsprites", help="ground-truth data the model was trained on")
+    q.add_argument("--onset-nats", type=float, default=0.5)
     a = p.parse_args(argv)
     try:
+        if a.cmd == "acquisition":
+            acq = acquisition(a.run, a.out, a.data, a.onset_nats)
+            print("order of acquisition: " + ", ".join(acq["order"]))
+            return 0
         res = correlation(a.runs, a.out, a.metric, a.episodes)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -128,19 +128,33 @@ def _json_default(o: Any) -> Any:
 
 
 class _LineStream:
-    """What a progress bar writes to when stderr is not a terminal: each refresh becomes one plain line.
+    """What a progress bar writes to when stderr is not a terminal: at most one plain line every ``interval`` s.
 
-    tqdm redraws in place with carriage returns and cursor moves; in a log file that is hundreds of KB of control
-    codes. This strips them and ends every non-empty refresh with a newline.
+    tqdm redraws in place with carriage returns and cursor moves, and redraws on every ``set_postfix``; in a log
+    file that is hundreds of KB of control codes. This strips them, writes a refresh as one line when ``interval``
+    seconds have passed since the last line, and keeps the newest one otherwise, to write it when the bar closes.
     """
 
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
+    def __init__(self, stream: Any, interval: float) -> None:
+        self.stream, self.interval = stream, interval
+        self.last = float("-inf")
+        self.pending = ""
 
     def write(self, s: str) -> None:
-        s = s.replace("\r", "").replace("\x1b[A", "").strip()
-        if s:
-            self.stream.write(s + "\n")
+        import time
+
+        text = s.replace("\r", "").replace("\x1b[A", "").strip()
+        if not text:  # a bare newline or a clearing write: the bar is closing or moving
+            if self.pending:
+                self.stream.write(self.pending + "\n")
+                self.pending = ""
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.stream.write(text + "\n")
+            self.last, self.pending = now, ""
+        else:
+            self.pending = text
 
     def flush(self) -> None:
         self.stream.flush()
@@ -154,7 +168,7 @@ def progress_bar(iterable: Any = None, *, line_interval: float = 30.0, **kwargs:
     from tqdm.auto import tqdm
 
     if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-        kwargs.setdefault("file", _LineStream(sys.stderr))
+        kwargs.setdefault("file", _LineStream(sys.stderr, line_interval))
         kwargs.setdefault("mininterval", line_interval)
         kwargs.setdefault("ncols", 100)
         kwargs.pop("dynamic_ncols", None)

@@ -190,31 +190,46 @@ def kl_curves(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([[c.get(int(s), np.nan) for c in by_step] for s in steps])
 
 
-def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", onset_nats: float = 0.5,
-                num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
-    """KL per latent over training, each latent labelled by the factor it carries most information about.
+def latent_factors(run_dir: str | Path, data: str = "dsprites", num_points: int = 5_000,
+                   seed: int = 0) -> dict[str, Any]:
+    """A stage-1 model with, per latent, its mean KL and its normalised MI with each varying factor.
 
-    A latent's onset is the first logged step its KL exceeds ``onset_nats``; the factor of a latent is the one
-    with the largest normalised mutual information (20-bin histogram, as MIG) with its mean code at the end of
-    training. Writes ``out`` (PNG) and ``out`` with suffix ``.json``; returns the JSON content.
+    MI is the 20-bin histogram estimate used by MIG, divided by the factor's entropy, on ``num_points`` images
+    of the ground-truth ``data``. Returns ``model``, ``checkpoint``, ``kl`` (D,), ``nmi`` (D, K) and
+    ``factor_names`` (K varying factors).
     """
     import vision
     from darla.metrics import ground_truth
     from vision.checkpoint import resolve_checkpoint
     from vision.metrics import encoder_from_model
     from vision.metrics.mig import histogram_mi
-    from vision.metrics.representation import encode_images, pool_factors
+    from vision.metrics.representation import encode_images, mean_kl, pool_factors
     from vision.metrics.utils import entropy
 
     ckpt = resolve_checkpoint(run_dir)
-    steps, kl = kl_curves(ckpt.parent)
+    model = vision.load(ckpt, "cpu")
     source = ground_truth(data)
     factors = pool_factors(source, num_points, 0, seed=seed)
-    mu, _ = encode_images(source, encoder_from_model(vision.load(ckpt, "cpu")), factors, progress=False)
+    mu, logvar = encode_images(source, encoder_from_model(model), factors, progress=False)
     h = entropy(factors)
     varying = h > 0
-    nmi = histogram_mi(mu, factors[:, varying]) / h[varying]
-    names = [n for n, v in zip(source.factor_names, varying) if v]
+    return {"model": model, "checkpoint": ckpt, "source": source,
+            "kl": mean_kl(mu, logvar) if logvar is not None else np.zeros(mu.shape[1]),
+            "nmi": histogram_mi(mu, factors[:, varying]) / h[varying],
+            "factor_names": [n for n, v in zip(source.factor_names, varying) if v]}
+
+
+def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", onset_nats: float = 0.5,
+                num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
+    """KL per latent over training, each latent labelled by the factor it carries most information about.
+
+    A latent's onset is the first logged step its KL exceeds ``onset_nats``; the factor of a latent is the one
+    with the largest normalised mutual information with its mean code at the end of training
+    (:func:`latent_factors`). Writes ``out`` (PNG) and ``out`` with suffix ``.json``; returns the JSON content.
+    """
+    lf = latent_factors(run_dir, data, num_points, seed)
+    ckpt, nmi, names = lf["checkpoint"], lf["nmi"], lf["factor_names"]
+    steps, kl = kl_curves(ckpt.parent)
     latents = []
     for j in range(kl.shape[1]):
         above = np.flatnonzero(kl[:, j] > onset_nats)
@@ -237,6 +252,38 @@ def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", on
     _save_fig(fig, out)
     result = {"run": str(ckpt.parent), "onset_nats": onset_nats, "num_points": num_points, "latents": latents,
               "order": [f"z{d['latent']}:{d['factor']}@{d['onset_step']}" for d in active]}
+    atomic_write_json(Path(out).with_suffix(".json"), result)
+    return result
+
+
+def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "dsprites", min_kl: float = 0.1,
+                        num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
+    """Latent traversals of one image, one row per active latent (by decreasing KL), each row labelled with its KL
+    and the factor it carries most information about (:func:`latent_factors`). Writes ``out`` (PNG) and its JSON."""
+    from vision.train import kl_order
+    from vision.viz import traversal_grid
+
+    lf = latent_factors(run_dir, data, num_points, seed)
+    kl, nmi, names, source = lf["kl"], lf["nmi"], lf["factor_names"], lf["source"]
+    order = [int(j) for j in kl_order(kl) if kl[j] >= min_kl] or [int(kl_order(kl)[0])]
+    # the image: every factor at the middle of its range (a centred, mid-sized sprite)
+    frame = source.render(np.array([[s // 2 for s in source.factor_sizes]]))[0]
+    img = traversal_grid(lf["model"], frame, np.array(order))
+    fig, ax = plt.subplots(figsize=(6.5, 0.62 * len(order) + 0.6))
+    ax.imshow(img, cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None)
+    row_h = img.shape[0] / len(order)
+    labels = []
+    for r, j in enumerate(order):
+        k = int(np.argmax(nmi[j]))
+        second = float(np.sort(nmi[j])[-2]) if nmi.shape[1] > 1 else 0.0
+        labels.append({"latent": j, "kl": float(kl[j]), "factor": names[k], "normalised_mi": float(nmi[j, k]),
+                       "next_best_mi": second})
+        ax.text(-4, (r + 0.5) * row_h, f"z{j}  KL {kl[j]:.2f}\n{names[k]} (MI {nmi[j, k]:.2f})", ha="right",
+                va="center", fontsize=7)
+    ax.set_axis_off()
+    ax.set_title(f"{Path(lf['checkpoint'].parent).name}: traversals of μ ± 2.5 per latent", fontsize=8)
+    _save_fig(fig, out)
+    result = {"run": str(lf["checkpoint"].parent), "num_points": num_points, "rows": labels}
     atomic_write_json(Path(out).with_suffix(".json"), result)
     return result
 
@@ -266,8 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
     q.add_argument("--data", default="dsprites", help="ground-truth data the model was trained on")
     q.add_argument("--onset-nats", type=float, default=0.5)
+    t = sub.add_parser("traversals", help="traversals of a stage-1 model, rows labelled by KL and factor (PNG + JSON)")
+    t.add_argument("--run", required=True, help="stage-1 run directory")
+    t.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
+    t.add_argument("--data", default="dsprites", help="ground-truth data the model was trained on")
     a = p.parse_args(argv)
     try:
+        if a.cmd == "traversals":
+            trav = labelled_traversals(a.run, a.out, a.data)
+            print("\n".join(f"z{r['latent']}: KL {r['kl']:.2f}, {r['factor']} (MI {r['normalised_mi']:.2f}, next "
+                            f"{r['next_best_mi']:.2f})" for r in trav["rows"]))
+            return 0
         if a.cmd == "acquisition":
             acq = acquisition(a.run, a.out, a.data, a.onset_nats)
             print("order of acquisition: " + ", ".join(acq["order"]))

@@ -361,6 +361,19 @@ def test_beta_vae_dae_reconstruction_is_feature_distance(dae_checkpoint):
     assert torch.allclose(model.reconstruction(x, logits), expected, rtol=1e-5)
 
 
+def test_beta_vae_dae_pictures_pass_through_the_dae(dae_checkpoint):
+    _, path = dae_checkpoint
+    model = build_model(_cfg("beta_vae_dae", dae_checkpoint=str(path)), SHAPE, N_DATA).eval()
+    x = _batch()
+    with torch.no_grad():
+        raw = torch.sigmoid(model.decode(model.encode(x)[0]))
+        assert torch.allclose(model.reconstruct(x), model.dae.reconstruct(raw))
+    # a plain β-VAE shows its decoder's mean
+    plain = build_model(_cfg("beta_vae"), SHAPE, N_DATA).eval()
+    with torch.no_grad():
+        assert torch.equal(plain.reconstruct(x), torch.sigmoid(plain.decode(plain.encode(x)[0])))
+
+
 def test_beta_vae_dae_checkpoint_is_self_contained(dae_checkpoint, tmp_path):
     _, path = dae_checkpoint
     model = build_model(_cfg("beta_vae_dae", dae_checkpoint=str(path)), SHAPE, N_DATA)

@@ -63,7 +63,7 @@ def traversal_grid(
     z = mu.repeat(len(order) * steps, 1)
     for r, j in enumerate(order):
         z[r * steps:(r + 1) * steps, int(j)] = values
-    images = to_uint8_hwc(torch.sigmoid(model.decode(z)))
+    images = to_uint8_hwc(model.render(z))
     model.train(was)
     return grid(images, rows=len(order))
 

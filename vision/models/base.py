@@ -158,11 +158,16 @@ class VAEBase(nn.Module):
         """z (N, D) -> logits (N, C, H, W)."""
         return self.decoder(z)
 
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """The image in [0, 1] a person should see for latents z: the decoder's mean. Models whose decoder is not
+        trained to match pixels override it (β-VAE_DAE)."""
+        return torch.sigmoid(self.decode(z))
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean reconstruction in [0, 1] from the posterior mean."""
+        """Mean reconstruction in [0, 1] from the posterior mean, as :meth:`render` shows it."""
         mu, _ = self.encode(x)
-        return torch.sigmoid(self.decode(mu))
+        return self.render(mu)
 
     # ----- hooks -----------------------------------------------------------------------------------------
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:

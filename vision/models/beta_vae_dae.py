@@ -120,6 +120,16 @@ class BetaVAE_DAE(BetaVAE):  # noqa: N801 - the paper's name
     def extra_state(self) -> dict[str, Any]:
         return {"dae_source": dict(self.dae_source)}
 
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's image passed through the frozen DAE.
+
+        The decoder is trained only through J, so pixel patterns J cannot see (a fine checkerboard under a
+        bottleneck J) are free in its raw output; what the model asserts about the scene is what the DAE makes of
+        that image, which is what DARLA's pictures show.
+        """
+        dae = self._require_dae()
+        return torch.sigmoid(dae.decode(dae.encode(torch.sigmoid(self.decode(z)))[0]))
+
     # ----- loss --------------------------------------------------------------------------------------------
     def reconstruction(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Per-sample ‖J(sigmoid(logits)) − J(x)‖², J = the frozen DAE at ``cfg.dae_layer``."""

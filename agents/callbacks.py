@@ -132,7 +132,11 @@ class PeriodicCallback(BaseCallback):
 
 
 class TqdmProgress(BaseCallback):
-    """tqdm bar over env steps up to ``total``; a resumed run's bar starts at its current step count."""
+    """tqdm bar over env steps up to ``total``; a resumed run's bar starts at its current step count.
+
+    The bar stops at ``total``: algorithms step in whole rollouts (PPO's ``n_steps × n_envs``), so the last one
+    may pass ``total`` and a bar showing 130% reads like a bug.
+    """
 
     def __init__(self, total: int, desc: str = "stage2") -> None:
         super().__init__()
@@ -140,17 +144,22 @@ class TqdmProgress(BaseCallback):
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = progress_bar(total=self.total, initial=self.model.num_timesteps, desc=self.desc, unit="step",
-                        dynamic_ncols=True)
+        self.bar = progress_bar(total=self.total, initial=min(self.model.num_timesteps, self.total), desc=self.desc,
+                                unit="step", dynamic_ncols=True)
+
+    def _advance(self) -> None:
+        if self.bar is not None:
+            ahead = min(self.num_timesteps, self.total) - self.bar.n
+            if ahead > 0:
+                self.bar.update(ahead)
 
     def _on_step(self) -> bool:
-        if self.bar is not None:
-            self.bar.update(self.num_timesteps - self.bar.n)
+        self._advance()
         return True
 
     def _on_training_end(self) -> None:
+        self._advance()
         if self.bar is not None:
-            self.bar.update(self.num_timesteps - self.bar.n)
             self.bar.close()
             self.bar = None
 

@@ -1,6 +1,7 @@
 """Stage-1 trainer throughput against an independent plain fp32 PyTorch loop of the same network.
 
     python bench/train_throughput.py [--steps 300] [--repeats 2] [--arch conv64|mlp] [--batch 64] [--threads 1]
+    python bench/train_throughput.py --device cuda --batch 256 --steps 1000    # GPU: fp16 AMP vs plain fp32
 
 The reference is written here from scratch (its own ``nn.Sequential`` conv64 or MLP, Bernoulli β-VAE loss, Adam),
 so it shares no code with darla: it is what a user would write by hand, in fp32. The darla side is the stage-1
@@ -8,6 +9,11 @@ trainer with its defaults (bf16 autocast on CPUs with native bf16, channels-last
 on their normal schedule). Both run in this process, interleaved (A B A B …) so machine noise hits both; the best
 images/s of each is compared. Prints darla/plain (target ≥ 1.7 on a CPU with native bf16), and the trainer
 with ``amp=false`` as a third row, so the fp32 cost of darla's own bookkeeping is visible too.
+
+On CUDA (``--device cuda``) both loops keep the frame set on the GPU (darla's trainer does; a plain loop that
+copied every batch from host memory would be measuring the bus), darla autocasts to fp16 with gradient scaling,
+and the clock stops only after ``torch.cuda.synchronize`` so queued kernels are counted. ``bench/gpu_check.py``
+imports these loops.
 """
 from __future__ import annotations
 
@@ -48,16 +54,32 @@ def plain_networks(arch: str, hidden: int) -> tuple[nn.Module, nn.Module]:
     return enc, dec
 
 
-def plain_loop(frames: np.ndarray, steps: int, batch: int, arch: str, hidden: int) -> float:
-    """The reference: a hand-written fp32 β-VAE training loop on CPU. Returns images/s."""
+def dsprites_store(n: int = 20_000) -> FrameStore:
+    """``n`` procedural dSprites frames (seed 0) with their factors: the benchmark's training set."""
+    ds = DSprites()
+    f = ds.sample_factors(n, np.random.default_rng(0))
+    return FrameStore(ds.render(f), f, ds.factor_names, ds.factor_sizes)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA kernels, so a timer read afterwards counts them (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(frames: np.ndarray, steps: int, batch: int, arch: str, hidden: int, device: str = "cpu") -> float:
+    """The reference: a hand-written fp32 β-VAE training loop (on CPU unless ``device`` says otherwise). Returns images/s."""
+    dev = torch.device(device)
     torch.manual_seed(0)
     enc, dec = plain_networks(arch, hidden)
+    enc, dec = enc.to(dev), dec.to(dev)
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=LR)
-    data = torch.from_numpy(frames)
+    data = torch.from_numpy(frames).to(dev)  # a no-op on CPU; on CUDA the set moves once, as darla's does
     g = torch.Generator().manual_seed(0)
+    synchronize(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
-        idx = torch.randint(len(data), (batch,), generator=g)
+        idx = torch.randint(len(data), (batch,), generator=g).to(dev)
         x = data[idx].float().div(255).permute(0, 3, 1, 2)
         mu, logvar = enc(x).chunk(2, 1)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -67,17 +89,20 @@ def plain_loop(frames: np.ndarray, steps: int, batch: int, arch: str, hidden: in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    synchronize(dev)
     return steps * batch / (time.perf_counter() - t0)
 
 
-def darla_loop(store: FrameStore, steps: int, batch: int, arch: str, hidden: int, amp: bool) -> float:
+def darla_loop(store: FrameStore, steps: int, batch: int, arch: str, hidden: int, amp: bool,
+               device: str = "cpu") -> float:
     """The darla stage-1 trainer with its default logging/checkpoint schedule. Returns images/s."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(latent_dim=LATENTS, beta=BETA, arch=arch, hidden=hidden), (1, 64, 64), len(store))
-    cfg = TrainConfig(steps=steps, batch_size=batch, lr=LR, device="cpu", amp=amp)
+    cfg = TrainConfig(steps=steps, batch_size=batch, lr=LR, device=device, amp=amp)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         train(model, store, cfg, d, progress=False)
+        synchronize(torch.device(device))
         return steps * batch / (time.perf_counter() - t0)
 
 
@@ -89,24 +114,27 @@ def main() -> None:
     p.add_argument("--arch", default="conv64", choices=("conv64", "mlp"))
     p.add_argument("--hidden", type=int, default=0, help="dense width (default: 256 for conv64, 1200 for mlp)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both loops")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    device = resolve_device(a.device)
     hidden = a.hidden or (256 if a.arch == "conv64" else 1200)
-    ds = DSprites()
-    f = ds.sample_factors(20_000, np.random.default_rng(0))
-    store = FrameStore(ds.render(f), f, ds.factor_names, ds.factor_sizes)
+    store = dsprites_store()
+    if device.type == "cuda":  # CUDA context, cuDNN autotuning and allocator warm-up stay out of the first timing
+        plain_loop(store.frames, 20, a.batch, a.arch, hidden, str(device))
     rows: dict[str, list[float]] = {"plain fp32 loop": [], "darla (default)": [], "darla amp=false": []}
     for _ in range(a.repeats):
-        rows["plain fp32 loop"].append(plain_loop(store.frames, a.steps, a.batch, a.arch, hidden))
-        rows["darla (default)"].append(darla_loop(store, a.steps, a.batch, a.arch, hidden, amp=True))
-        rows["darla amp=false"].append(darla_loop(store, a.steps, a.batch, a.arch, hidden, amp=False))
-    amp = autocast_dtype(resolve_device("cpu"))
-    print(f"cpu, torch threads {torch.get_num_threads()}, {a.arch} (hidden {hidden}), {a.steps} steps × batch {a.batch}, "
+        rows["plain fp32 loop"].append(plain_loop(store.frames, a.steps, a.batch, a.arch, hidden, str(device)))
+        rows["darla (default)"].append(darla_loop(store, a.steps, a.batch, a.arch, hidden, amp=True, device=str(device)))
+        rows["darla amp=false"].append(darla_loop(store, a.steps, a.batch, a.arch, hidden, amp=False, device=str(device)))
+    amp = autocast_dtype(device)
+    print(f"{device}, torch threads {torch.get_num_threads()}, {a.arch} (hidden {hidden}), {a.steps} steps × batch {a.batch}, "
           f"{a.repeats} repeats; darla's autocast dtype here: {amp}")
     for name, v in rows.items():
         print(f"{name:17s}: {max(v):8.0f} images/s  (runs: {', '.join(f'{x:.0f}' for x in v)})")
     base = max(rows["plain fp32 loop"])
-    print(f"ratio darla/plain          : {max(rows['darla (default)']) / base:.3f}  (target >= 1.7 with native bf16)")
+    target = "(target >= 1.7 with native bf16)" if device.type == "cpu" else "(fp16 autocast + gradient scaling)"
+    print(f"ratio darla/plain          : {max(rows['darla (default)']) / base:.3f}  {target}")
     print(f"ratio darla amp=false/plain: {max(rows['darla amp=false']) / base:.3f}")
 
 

@@ -191,6 +191,15 @@ def _config_errors() -> Iterator[None]:
         raise ConfigError(str(e).splitlines()[0]) from None
 
 
+def _yaml_problem(path: Path, e: Exception) -> str:
+    """A YAML parse error as ``file:line:column: problem`` (1-based, like compilers), or its first line."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is None or not problem:
+        return f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    context = getattr(e, "context", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}: {problem}{f' {context}' if context else ''}"
+
+
 def _merge_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
     for ov in overrides:
         if "=" not in ov:
@@ -215,7 +224,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             try:
                 loaded = OmegaConf.load(p)
             except Exception as e:  # YAML syntax errors come from yaml, not omegaconf
-                raise ConfigError(f"config: {p} is not valid YAML ({str(e).splitlines()[0]})") from None
+                raise ConfigError(f"config: {_yaml_problem(p, e)} (not valid YAML)") from None
             cfg = OmegaConf.merge(cfg, loaded)
         return OmegaConf.to_object(_merge_overrides(cfg, overrides))  # type: ignore[return-value]  # runs __post_init__
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 
@@ -83,3 +85,31 @@ def prepare_run_dir(run_dir: str | Path, cfg: Any, stage: str, resume: bool, ign
     history.append({"command": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_sha": git_sha(), "resumed": resuming})
     atomic_write_json(info_path, {"stage": stage, "git_sha": git_sha(), "versions": versions(), "invocations": history})
     return path, resuming
+
+
+@contextmanager
+def undo_failed_start(run_dir: str | Path) -> Iterator[None]:
+    """Undo what a run's start wrote if the block fails: enter before :func:`prepare_run_dir`, leave before
+    training writes any state.
+
+    A failed start would otherwise leave ``config.yaml`` behind, and the corrected command would be refused as "a
+    different config". A directory this invocation created is removed; in one that existed, only the entries it
+    added are (a resumed run's own files are never touched).
+    """
+    path = Path(run_dir)
+    existed = path.exists()
+    before = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir():
+            for entry in path.iterdir():
+                if entry.name in before:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise

@@ -15,12 +15,12 @@ from typing import Any, Callable
 import numpy as np
 
 from darla.config import ConfigError, DataConfig, Stage1Config, to_dict
-from darla.runs import prepare_run_dir, stage_cli
+from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore
-from vision.models import build_model
+from vision.models import MODEL_FAMILIES, build_model
 from vision.runtime import atomic_write_json, seed_everything
-from vision.train import TrainResult, train
+from vision.train import TrainingDiverged, TrainResult, train
 
 FRAMES_NAME = "frames.npz"
 DOMAIN_INVARIANCE = "domain_invariance"  # scored on the env (darla.metrics.env_domain_invariance), not the suite
@@ -81,15 +81,37 @@ def headline_scores(cfg: Stage1Config) -> Callable[[Any], dict[str, float]]:
     return score
 
 
-def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
-    """Execute a stage-1 run end to end; returns the summary also written to ``RUN_DIR/stage1.json``."""
+def check_config(cfg: Stage1Config) -> None:
+    """Check what a run would otherwise find out only after creating its run directory (and, for env data,
+    after minutes of collecting frames): the model family, the env id, the eval metrics' needs."""
+    if cfg.model.family not in MODEL_FAMILIES:
+        raise ConfigError(f"model.family: unknown family {cfg.model.family!r}; choose from {sorted(MODEL_FAMILIES)}")
+    if cfg.data.env_id:
+        import gymnasium as gym
+
+        import envs  # registers darla's ids
+
+        try:
+            gym.spec(cfg.data.env_id)
+        except gym.error.Error:
+            raise ConfigError(f"data.env_id: {cfg.data.env_id!r} is not a registered Gymnasium id; darla's ids are "
+                              f"{', '.join(envs.ENV_IDS)}") from None
     if DOMAIN_INVARIANCE in cfg.eval.metrics and not cfg.data.env_id:
         raise ConfigError("eval.metrics: domain_invariance renders scenes in each domain; it needs data.env_id")
-    run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage1", cfg.run.resume, ignore=("train.steps", "eval.", "run."))
-    store = build_frames(cfg.data, run_dir, progress)
-    h, w, c = store.observation_shape
-    seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
-    model = build_model(cfg.model, (c, h, w), len(store))
+
+
+def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
+    """Execute a stage-1 run end to end; returns the summary also written to ``RUN_DIR/stage1.json``."""
+    check_config(cfg)
+    # A start that fails before training leaves no run directory behind, so the corrected command is not refused
+    # as "a different config".
+    with undo_failed_start(cfg.run.dir):
+        run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage1", cfg.run.resume,
+                                            ignore=("train.steps", "eval.", "run."))
+        store = build_frames(cfg.data, run_dir, progress)
+        h, w, c = store.observation_shape
+        seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
+        model = build_model(cfg.model, (c, h, w), len(store))
     summary_path = run_dir / "stage1.json"
     t0 = time.perf_counter()
     result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
@@ -128,8 +150,12 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    got = stage_cli("python -m darla.stage1", __doc__.splitlines()[0], Stage1Config, run, argv,
-                    "model.beta=8 train.steps=2000")
+    try:
+        got = stage_cli("python -m darla.stage1", __doc__.splitlines()[0], Stage1Config, run, argv,
+                        "model.beta=8 train.steps=2000")
+    except TrainingDiverged as e:  # not a usage error (status 2): the config was valid, the optimisation failed
+        print(f"error: training diverged: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     if got is None:
         return 2
     cfg, summary = got

@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallback, TqdmProgress
 from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
-from darla.runs import prepare_run_dir, stage_cli
+from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything
@@ -100,12 +100,48 @@ def env_factory(env: EnvConfig, domain: str) -> Callable[[], gym.Env]:
     return make
 
 
-def make_pixel_vec_env(env: EnvConfig, domain: str, n_envs: int, seed: int) -> VecEnv:
-    """``n_envs`` Monitor-wrapped pixel envs of ``domain`` (Monitor records the true episode returns)."""
+def _check_registered(env: EnvConfig) -> None:
     try:
         gym.spec(env.id)
     except gym.error.Error:
         raise ConfigError(f"env.id: {env.id!r} is not a registered Gymnasium id (list modules to import in env.imports)") from None
+
+
+def check_env(env: EnvConfig) -> list[str]:
+    """Check ``env`` before a run writes anything; returns the evaluated domains (train domain first).
+
+    Its modules must import, its id be registered and an env of every evaluated domain be constructible. The
+    env's own refusals are reported against the config key the user set: a bad domain names
+    ``env.train_domain`` or ``env.eval_domains`` (the env itself only knows its ``domain`` argument).
+    """
+    import_env_modules(env)
+    _check_registered(env)
+    domains = domain_names(env)
+    for d in domains if env.domain_kwarg else domains[:1]:  # without a domain keyword every domain is one env
+        key = "env.train_domain" if d == env.train_domain else "env.eval_domains"
+        try:
+            env_factory(env, d)().close()
+        except gym.error.DependencyNotInstalled as e:
+            raise ConfigError(f"env.id: {env.id!r} needs a package that is not installed ({str(e).splitlines()[0]})") from None
+        except TypeError as e:
+            if env.domain_kwarg and f"'{env.domain_kwarg}'" in str(e):
+                raise ConfigError(f"env.domain_kwarg: {env.id!r} takes no {env.domain_kwarg!r} argument ({e}); set "
+                                  "env.domain_kwarg='' for an env without domains") from None
+            raise
+        except ValueError as e:
+            msg = str(e).splitlines()[0] if str(e) else ""
+            name, sep, rest = msg.partition(":")
+            if sep and name == env.domain_kwarg:
+                raise ConfigError(f"{key}:{rest}") from None
+            if sep and name in env.kwargs:
+                raise ConfigError(f"env.kwargs.{name}:{rest}") from None
+            raise
+    return domains
+
+
+def make_pixel_vec_env(env: EnvConfig, domain: str, n_envs: int, seed: int) -> VecEnv:
+    """``n_envs`` Monitor-wrapped pixel envs of ``domain`` (Monitor records the true episode returns)."""
+    _check_registered(env)
     vec_cls = SubprocVecEnv if env.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
     return make_vec_env(env_factory(env, domain), n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
 
@@ -135,9 +171,7 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
             info.update(source_path=None, source_sha256=None, seed=cfg.train.seed)
         else:
             if not cfg.vision.run:
-                kind = " or ".join(variant.families)
-                raise ConfigError(f"vision.run: variant {variant.name} needs a stage-1 run directory or checkpoint "
-                                  f"(a {kind} model)")
+                raise _missing_vision_run(variant)
             source = _resolve_vision(cfg.vision.run)
             # Snapshot first and check the snapshot: what is checked, hashed and used is one and the same file.
             atomic_write_bytes(snapshot, source.read_bytes())
@@ -156,6 +190,24 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
     if file_sha256(snapshot) != json.loads(info_path.read_text())["snapshot_sha256"]:
         raise CheckpointError(f"vision: {snapshot} does not match the SHA-256 recorded in {info_path}")
     return model
+
+
+def check_vision_ref(cfg: Stage2Config) -> None:
+    """Check ``vision.run`` before a run writes anything: set, and a checkpoint, wherever the run will read it (a
+    run whose snapshot exists no longer needs its source)."""
+    variant = get_variant(cfg.agent.variant)
+    run_dir = Path(cfg.run.dir)
+    if not variant.uses_vision or ((run_dir / VISION_NAME).exists() and (run_dir / VISION_INFO).exists()):
+        return
+    if cfg.vision.run:
+        _resolve_vision(cfg.vision.run)
+    elif not variant.random_init:
+        raise _missing_vision_run(variant)
+
+
+def _missing_vision_run(variant: Variant) -> ConfigError:
+    kind = " or ".join(variant.families)
+    return ConfigError(f"vision.run: variant {variant.name} needs a stage-1 run directory or checkpoint (a {kind} model)")
 
 
 def _resolve_vision(path: str) -> Path:
@@ -221,6 +273,24 @@ def reference_returns(cfg: Stage2Config) -> dict[str, dict[str, float]] | None:
     return {policy: {"mean_reward": m, "std_reward": sd} for policy, (m, sd) in table[cfg.env.train_domain].items()}
 
 
+# ----- logging ---------------------------------------------------------------------------------------------
+class _PurgingTensorBoard(TensorBoardOutputFormat):
+    """SB3's tensorboard output with a ``purge_step``: a resumed run's curves drop what a killed run logged past
+    its checkpoint instead of running backwards (SB3's own format opens the writer without one)."""
+
+    def __init__(self, folder: str, purge_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)  # what the base __init__ sets, plus purge
+        self._is_closed = False
+
+
+def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
+    """An SB3 logger writing tensorboard events to ``folder``; events at steps >= ``purge_step`` are discarded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Logger(str(folder), [_PurgingTensorBoard(str(folder), purge_step)])
+
+
 # ----- checkpoints -----------------------------------------------------------------------------------------
 def save_agent(model: Agent, run_dir: Path, algo: str, save_replay_buffer: bool = True) -> None:
     """Atomically write ``agent.zip`` (and the replay buffer of off-policy algorithms)."""
@@ -248,21 +318,27 @@ def run(cfg: Stage2Config, progress: bool = True, callbacks: Sequence[BaseCallba
 
     ``callbacks`` are extra SB3 callbacks run alongside the built-in evaluation, checkpoint and progress ones.
     """
-    run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume, ignore=RESUMABLE_KEYS)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    seed_everything(cfg.train.seed)
-    pipe = build_pipeline(cfg, run_dir, device)
-    train_env = pipe.make_env(cfg.env.train_domain, cfg.env.n_envs, cfg.train.seed, training=True)
-    eval_envs = {d: pipe.make_env(d, cfg.train.eval_envs, cfg.train.seed + EVAL_SEED_OFFSET * (i + 1))
-                 for i, d in enumerate(pipe.domains)}
-    if resuming and (run_dir / AGENT_NAME).exists():
-        model = _resume_agent(cfg, run_dir, train_env, device)
-    else:
-        model = build_agent(cfg.agent, train_env, vision=pipe.vision, seed=cfg.train.seed, device=device)
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
-    start_steps = int(model.num_timesteps)
+    # What can be checked is checked before the run directory exists, and a start that fails anyway leaves no
+    # directory behind: either way the corrected command starts afresh instead of meeting "a different config".
+    check_env(cfg.env)
+    check_vision_ref(cfg)
+    with undo_failed_start(cfg.run.dir):
+        run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume, ignore=RESUMABLE_KEYS)
+        device = resolve_device(cfg.train.device)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        seed_everything(cfg.train.seed)
+        pipe = build_pipeline(cfg, run_dir, device)
+        train_env = pipe.make_env(cfg.env.train_domain, cfg.env.n_envs, cfg.train.seed, training=True)
+        eval_envs = {d: pipe.make_env(d, cfg.train.eval_envs, cfg.train.seed + EVAL_SEED_OFFSET * (i + 1))
+                     for i, d in enumerate(pipe.domains)}
+        if resuming and (run_dir / AGENT_NAME).exists():
+            model = _resume_agent(cfg, run_dir, train_env, device)
+        else:
+            model = build_agent(cfg.agent, train_env, vision=pipe.vision, seed=cfg.train.seed, device=device)
+        start_steps = int(model.num_timesteps)
+        # A resumed run drops the events a killed run logged after its checkpoint (those at start_steps stay).
+        model.set_logger(tensorboard_logger(run_dir / "tb", start_steps + 1 if resuming else None))
 
     eval_path = run_dir / EVAL_NAME
     history: EvalHistory = json.loads(eval_path.read_text()) if resuming and eval_path.exists() else {}

@@ -12,6 +12,7 @@ import argparse
 import itertools
 import json
 import sys
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,12 @@ def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, doma
 
 
 def _interval(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any, reps: int, rng_seed: int) -> tuple[dict, dict]:
-    return library.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(rng_seed))
+    with warnings.catch_warnings():
+        # rliable passes `random_state` to its bootstrap library `arch`, which deprecates it with a FutureWarning per
+        # call; the seeded RandomState is what makes the CIs reproducible, and the warning is noise for users.
+        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning,
+                                module=r"arch(\.|$)")
+        return library.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(rng_seed))
 
 
 def aggregate(evals: Sequence[RunEvaluation], reps: int = 2000, rng_seed: int = 0) -> dict[str, Any]:
@@ -119,14 +125,29 @@ def aggregate(evals: Sequence[RunEvaluation], reps: int = 2000, rng_seed: int = 
     return out
 
 
+def check_run_dirs(run_dirs: Sequence[str | Path]) -> None:
+    """Raise a one-line :class:`FileNotFoundError` naming the first run directory that is missing or holds no
+    trained agent (checked before any evaluation or output, so a typo costs nothing)."""
+    from darla.stage2 import AGENT_NAME
+
+    for r in run_dirs:
+        p = Path(r)
+        if not p.is_dir():
+            raise FileNotFoundError(f"--runs: {p} does not exist (expected a stage-2 run directory)")
+        if not (p / AGENT_NAME).is_file():
+            raise FileNotFoundError(f"--runs: {p} holds no trained agent ({AGENT_NAME}); run darla.stage2 first")
+
+
 def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int = 20, seed: int = EVAL_SEED,
              reps: int = 2000, device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Evaluate every run, aggregate, and write JSON, Markdown, PNG and tensorboard outputs into ``out_dir``."""
+    """Evaluate every run, aggregate, and write JSON, Markdown, PNG and tensorboard outputs into ``out_dir``
+    (created only once every run has been evaluated)."""
     from torch.utils.tensorboard import SummaryWriter
 
+    check_run_dirs(run_dirs)
+    evals = [evaluate_run(r, episodes, seed, device=device) for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evals = [evaluate_run(r, episodes, seed, device=device) for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
     result = aggregate(evals, reps=reps)
     result["episodes"] = episodes
     result["eval_seed"] = seed

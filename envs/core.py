@@ -203,6 +203,24 @@ def _value_index(factor: Factor, value: int | str) -> int:
     return int(value)
 
 
+def discrete_action(action: Any, n: int) -> int:
+    """``action`` for a ``Discrete(n)`` space as an ``int``; anything but an integer in [0, n) is a ValueError.
+
+    Accepts Python ints, numpy integer scalars and integer arrays of one element (SB3 passes ``np.int64``). A
+    float is refused rather than truncated: ``int(2.5)`` would silently act as action 2.
+    """
+    if isinstance(action, (int, np.integer)) and not isinstance(action, bool):  # the per-step fast path
+        value = int(action)
+    else:
+        a = np.asarray(action)
+        if isinstance(action, np.bool_) or a.size != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"action: expected an integer in [0, {n}) for action space Discrete({n}), got {action!r}")
+        value = int(a.reshape(()))
+    if not 0 <= value < n:
+        raise ValueError(f"action: expected an integer in [0, {n}) for action space Discrete({n}), got {action!r}")
+    return value
+
+
 class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
     """A Gymnasium environment whose observation is rendered from its factor vector.
 

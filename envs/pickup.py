@@ -18,7 +18,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor
+from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor, discrete_action
 
 ROOM = 6.0  # room side, world units; walls are 1 unit high
 CAMERA_HEIGHT = 0.5
@@ -158,9 +158,7 @@ class PickupEnv(FactorEnv):
         f[self._k_obj] = self._objects
 
     def _step_state(self, action: Any) -> tuple[float, bool]:
-        a = int(action)
-        if not 0 <= a < len(ACTIONS):
-            raise ValueError(f"action: expected an integer in [0, {len(ACTIONS)}), got {action!r}")
+        a = discrete_action(action, len(ACTIONS))
         turn, forward = ACTIONS[a]
         before = self._nearest_ball()
         self._heading = (self._heading + turn) % HEADINGS

@@ -19,7 +19,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor
+from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor, discrete_action
 
 JOINT_BINS = 64
 TARGET_BINS = 16
@@ -133,9 +133,7 @@ class ReachEnv(FactorEnv):
 
     def _step_state(self, action: Any) -> tuple[float, bool]:
         if self.discrete:
-            a = int(action)
-            if not 0 <= a < len(self._deltas):
-                raise ValueError(f"action: expected an integer in [0, {len(self._deltas)}), got {action!r}")
+            a = discrete_action(action, len(self._deltas))
             delta = self._delta_lists[a]
         else:
             act = np.asarray(action, dtype=np.float64).reshape(-1)

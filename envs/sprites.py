@@ -17,7 +17,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor
+from envs.core import FRAME_SIZE, DomainSpec, Factor, FactorEnv, bin_factor, colour_factor, discrete_action
 
 _SHIFT = 4  # cv2 fixed-point bits: sprites are placed with 1/16-pixel precision
 _ONE = float(1 << _SHIFT)
@@ -95,9 +95,7 @@ class SpritesEnv(FactorEnv):
         f[k["goal_x"]], f[k["goal_y"]] = self._goal
 
     def _step_state(self, action: Any) -> tuple[float, bool]:
-        a = int(action)
-        if not 0 <= a < 4:
-            raise ValueError(f"action: expected an integer in [0, 4), got {action!r}")
+        a = discrete_action(action, len(_MOVES))
         before = np.abs(self._agent - self._goal).sum()
         self._agent = np.clip(self._agent + _MOVES[a], 0, self.grid - 1)
         after = np.abs(self._agent - self._goal).sum()

@@ -78,6 +78,22 @@ def test_nan_stops_and_keeps_last_good_checkpoint(store, tmp_path):
     assert all(torch.equal(good[k], after["state_dict"][k]) for k in good)
 
 
+def test_tensorboard_keeps_the_checkpoint_step_on_resume_and_skips_kl_of_deterministic_models(store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(run):
+        acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+        acc.Reload()
+        return acc
+
+    train(_model(store), store, _cfg(4, ckpt_every=2), tmp_path / "v", progress=False)
+    train(_model(store), store, _cfg(6, ckpt_every=2), tmp_path / "v", progress=False)  # resumes at step 4
+    assert [e.step for e in scalars(tmp_path / "v").Scalars("loss/loss")] == [2, 4, 6]
+    train(_model(store, family="dae"), store, _cfg(2), tmp_path / "dae", progress=False)
+    tags = scalars(tmp_path / "dae").Tags()["scalars"]
+    assert "loss/loss" in tags and not [t for t in tags if t.startswith("kl_per_latent/") or t == "loss/kl"]
+
+
 def test_shape_mismatch_is_clear(store, tmp_path):
     model = build_model(ModelConfig(latent_dim=4), (3, 64, 64), len(store))
     with pytest.raises(ValueError, match=r"\(64, 64, 1\)"):

@@ -134,11 +134,11 @@ def train(
         for name, opt in optimizers.items():
             opt.load_state_dict(payload["optimizers"][name])
         state = payload["extra"].get("rng", {})
-        if "sampler" in state:
-            sampler.set_state(state["sampler"])
-            torch.set_rng_state(state["torch"])
+        if "sampler" in state:  # RNG states are CPU byte tensors, whatever map_location moved them to
+            sampler.set_state(state["sampler"].cpu())
+            torch.set_rng_state(state["torch"].cpu())
             if device.type == "cuda" and "cuda" in state:
-                torch.cuda.set_rng_state(state["cuda"], device)
+                torch.cuda.set_rng_state(state["cuda"].cpu(), device)
         if scaler is not None and "scaler" in payload["extra"]:
             scaler.load_state_dict(payload["extra"]["scaler"])
         start = int(payload["step"])
@@ -159,7 +159,8 @@ def train(
             meta["scaler"] = scaler.state_dict()
         save_checkpoint(ckpt_path, model, step, optimizers, meta)
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
+    # Events after the checkpoint were written by a run killed before saving them; the checkpoint's own step stays.
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
     preview = store.frames[np.linspace(0, len(store) - 1, 8).astype(int)]
     terms: dict[str, float] = {}
     kl = torch.zeros(model.latent_dim)
@@ -170,20 +171,21 @@ def train(
             idx = torch.randint(len(store), (cfg.batch_size,), generator=sampler)
             x = to_tensor(frames[idx.to(device)], device, memory_format=fmt)
             out = model.train_step(x, step, optimizers, scaler=scaler, autocast=use_amp)
-            if not torch.isfinite(out.loss):
-                last = f"step {start}" if not ckpt_path.exists() else f"{ckpt_path}"
-                raise TrainingDiverged(
-                    f"loss is {out.loss.item()} at step {step} "
-                    f"({', '.join(f'{k}={v.item():.4g}' for k, v in out.terms.items())}); "
-                    f"stopped, last good checkpoint kept: {last}"
-                )
             n_images += cfg.batch_size
             done = step + 1
+            # On CUDA the check waits for the GPU, so it runs on logging steps only there.
+            if (device.type != "cuda" or done % cfg.log_every == 0) and not torch.isfinite(out.loss):
+                kept = f"last good checkpoint kept: {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"loss is {out.loss.item()} at step {step} "
+                    f"({', '.join(f'{k}={v.item():.4g}' for k, v in out.terms.items())}); stopped, {kept}"
+                )
             if done % cfg.log_every == 0 or done == cfg.steps:
-                terms = {k: float(v) for k, v in out.terms.items()}
+                # a deterministic model (AE, DAE) has no KL: its always-zero KL scalars are not logged
+                terms = {k: float(v) for k, v in out.terms.items() if model.stochastic or k != "kl"}
                 for k, v in terms.items():
                     writer.add_scalar(f"loss/{k}", v, done)
-                if out.kl_per_latent is not None:
+                if out.kl_per_latent is not None and model.stochastic:
                     kl = out.kl_per_latent.float().cpu()
                     for j, v in enumerate(kl.tolist()):
                         writer.add_scalar(f"kl_per_latent/z{j}", v, done)

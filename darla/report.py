@@ -237,15 +237,17 @@ def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", on
         latents.append({"latent": j, "final_kl": float(kl[-1, j]),
                         "onset_step": int(steps[above[0]]) if len(above) else None,
                         "factor": names[k], "normalised_mi": float(nmi[j, k])})
-    active = sorted((d for d in latents if d["onset_step"] is not None), key=lambda d: d["onset_step"])
+    active = sorted((d for d in latents if d["onset_step"] is not None and d["final_kl"] >= 0.1),
+                    key=lambda d: d["onset_step"])
     fig, ax = plt.subplots(figsize=(7, 4))
     for d in latents:
         j = d["latent"]
-        if d["onset_step"] is None:
-            ax.plot(steps, kl[:, j], color="0.8", lw=0.8)
+        if d["onset_step"] is None or d["final_kl"] < 0.1:  # never opened, or opened and collapsed again
+            ax.plot(steps, kl[:, j], color="0.75", lw=0.8, label=None if d["onset_step"] is None else f"z{j}: collapsed")
             continue
         ax.plot(steps, kl[:, j], lw=1.6, label=f"z{j}: {d['factor']} (MI {d['normalised_mi']:.2f})")
-    ax.set_xlabel("training step")
+    ax.set_xscale("log")  # the code forms in the first thousand steps
+    ax.set_xlabel("training step (log scale)")
     ax.set_ylabel("KL per latent (nats)")
     ax.set_title(f"{Path(ckpt.parent).name}: order of acquisition")
     ax.legend(fontsize=7, loc="upper left")

@@ -1,0 +1,48 @@
+"""``python -m darla.report acquisition`` and ``traversals`` on a short stage-1 run."""
+import json
+
+import pytest
+
+from darla.report import kl_curves
+from darla.report import main as report_main
+from darla.stage1 import main as stage1_main
+
+TINY = ["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", "data.num_images=256", "train.batch_size=16",
+        "train.log_every=2", "train.image_every=100", "train.ckpt_every=100", "model.latent_dim=4",
+        "train.num_threads=1", "eval.metrics=[]", "train.steps=6"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "run"
+    assert stage1_main([*TINY, f"run.dir={path}"]) == 0
+    return path
+
+
+def test_kl_curves_read_every_logged_step(run):
+    steps, kl = kl_curves(run)
+    assert steps.tolist() == [2, 4, 6] and kl.shape == (3, 4)
+
+
+def test_acquisition_writes_figure_and_json(run, tmp_path, capsys):
+    out = tmp_path / "acq.png"
+    assert report_main(["acquisition", "--run", str(run), "--out", str(out), "--onset-nats", "0"]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert out.stat().st_size > 0 and len(res["latents"]) == 4
+    names = {"shape", "scale", "orientation", "posX", "posY"}  # colour is constant in dSprites: never a label
+    assert all(d["factor"] in names and 0.0 <= d["normalised_mi"] <= 1.0 for d in res["latents"])
+    assert "order of acquisition" in capsys.readouterr().out
+
+
+def test_labelled_traversals_rows_are_sorted_by_kl(run, tmp_path):
+    out = tmp_path / "trav.png"
+    assert report_main(["traversals", "--run", str(run), "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert rows and [r["kl"] for r in rows] == sorted((r["kl"] for r in rows), reverse=True)
+    assert all(r["normalised_mi"] >= r["next_best_mi"] for r in rows)
+
+
+def test_a_directory_without_a_run_is_one_clear_error(tmp_path, capsys):
+    assert report_main(["acquisition", "--run", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err and not (tmp_path / "a.png").exists()

@@ -1,6 +1,6 @@
 """The seeds' 2D-shapes table, rebuilt: BetaVAE, FactorVAE, MIG and DCI of baselines and of trained models.
 
-    OMP_NUM_THREADS=1 python bench/metric_table.py --runs RUN [RUN ...] [--num-points 10000] \\
+    OMP_NUM_THREADS=1 python bench/metric_table.py --runs RUN [RUN ...] [--num-points 10000] [--jobs 2] \\
         [--out docs/metrics_dsprites.md]
     OMP_NUM_THREADS=1 python bench/metric_table.py --quick --out /tmp/metrics_quick.md    # a short proof run
 
@@ -17,11 +17,14 @@ minutes, most of it DCI and the BetaVAE classifier on 4,096 raw-pixel dimensions
 from __future__ import annotations
 
 import argparse
+import functools
+import multiprocessing as mp
 import shlex
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,6 +92,31 @@ def score(data: DSprites, encode: EncodeFn | None, num_points: int, seed: int, p
                                                 data.factor_names)
         return evaluate(data, None, METRICS, seed=seed, progress=False, cache=cache, params=params)
     return evaluate(data, encode, METRICS, num_points=num_points, seed=seed, progress=False, params=params)
+
+
+def score_spec(spec: dict[str, Any], num_points: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Score one row (a baseline, a stage-1 run or a --quick model) in this process; returns the table row."""
+    torch.set_num_threads(1)
+    data = DSprites()
+    kind = spec["kind"]
+    cpu, wall = time.process_time(), time.perf_counter()
+    if kind == "truth":
+        encode = None
+    elif kind == "raw":
+        encode = baselines.raw_pixels()
+    elif kind == "pca":
+        encode = baselines.pca(data, 10, seed=seed)
+    elif kind == "ica":
+        encode = baselines.ica(data, 10, seed=seed)
+    elif kind == "untrained":
+        encode = baselines.untrained_encoder(data, 10, "vae", seed=seed)
+    elif kind == "tiny":
+        encode = encoder_from_model(tiny_trained_model(data, spec["beta"], spec["steps"], seed))
+    else:
+        encode = encoder_from_model(load_run(spec["path"])["model"])
+    results = score(data, encode, num_points, seed, params)
+    row = {k: v for k, v in spec.items() if k not in ("kind", "path", "beta", "steps")}
+    return {**row, "results": results, "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
 
 
 def _score(results: dict[str, Any], key: str) -> float:
@@ -171,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-points", type=int, default=None, help="default 10,000 (1,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/metrics_dsprites.md")
+    parser.add_argument("--jobs", type=int, default=1, help="rows scored in parallel, one process (and thread) each")
     args = parser.parse_args(argv)
     if not args.quick and not args.runs:
         parser.error("--runs is required (or --quick)")
@@ -178,38 +207,36 @@ def main(argv: list[str] | None = None) -> None:
     num_points = args.num_points or (1_000 if args.quick else 10_000)
     params = {"beta_vae": {"num_train": 1_000, "num_eval": 500}, "factor_vae": {"num_train": 1_000, "num_eval": 500}} \
         if args.quick else {}
-    data = DSprites()
 
-    trained: list[dict[str, Any]] = []
+    specs: list[dict[str, Any]] = [
+        {"name": "ground truth", "kind": "truth", "detail": "the factor indices"},
+        {"name": "raw pixels", "kind": "raw", "detail": "4,096 pixels in [0, 1]"},
+        {"name": "PCA (10)", "kind": "pca", "detail": "sklearn PCA on 5,000 images"},
+        {"name": "ICA (10)", "kind": "ica", "detail": "sklearn FastICA after PCA whitening, on 5,000 images"},
+        {"name": "VAE untrained", "kind": "untrained", "detail": "conv64, random init"},
+    ]
     if args.quick:
         for family, beta in (("vae", 1.0), ("beta_vae", 4.0)):
-            trained.append({"model": tiny_trained_model(data, beta, args.quick_steps, args.seed), "family": family,
-                            "seed": args.seed, "train_minutes": None,
-                            "detail": f"{args.quick_steps} Adam steps here, β={beta}"})
+            specs.append({"name": family, "kind": "tiny", "beta": beta, "steps": args.quick_steps, "family": family,
+                          "seed": args.seed, "train_minutes": None,
+                          "detail": f"{args.quick_steps} Adam steps here, β={beta}"})
     else:
         for run in args.runs:
             try:
-                trained.append(load_run(run))
+                info = load_run(run)
             except (FileNotFoundError, ValueError) as e:
                 parser.exit(2, f"error: --runs: {run}: {e}\n")
-    reps: list[tuple[str, Any, str, dict[str, Any]]] = [
-        ("ground truth", lambda: None, "the factor indices", {}),
-        ("raw pixels", baselines.raw_pixels, "4,096 pixels in [0, 1]", {}),
-        ("PCA (10)", lambda: baselines.pca(data, 10, seed=args.seed), "sklearn PCA on 5,000 images", {}),
-        ("ICA (10)", lambda: baselines.ica(data, 10, seed=args.seed), "sklearn FastICA after PCA whitening, on 5,000 images", {}),
-        ("VAE untrained", lambda: baselines.untrained_encoder(data, 10, "vae", seed=args.seed), "conv64, random init", {}),
-    ]
-    for t in trained:
-        reps.append((t["family"], lambda m=t["model"]: encoder_from_model(m), t["detail"],
-                     {"family": t["family"], "seed": t["seed"], "train_minutes": t["train_minutes"]}))
-    rows = []
-    for name, make, detail, extra in reps:
-        cpu, wall = time.process_time(), time.perf_counter()
-        results = score(data, make(), num_points, args.seed, params)
-        rows.append({"name": name, "detail": detail, **extra, "results": results,
-                     "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall})
-        print(f"{name:14s} {extra.get('seed', ''):>2} " + "  ".join(f"{k} {_score(results, k):.3f}" for k in SCORES)
-              + f"  ({rows[-1]['cpu_s']:.0f} CPU s)", flush=True)
+            specs.append({"name": info["family"], "kind": "run", "path": run,
+                          **{k: info[k] for k in ("family", "seed", "train_minutes", "detail")}})
+    # Rows are independent: score them in worker processes (one thread each), in the order given.
+    job = functools.partial(score_spec, num_points=num_points, seed=args.seed, params=params)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn")) as pool:
+        rows = []
+        for row in pool.map(job, specs):
+            rows.append(row)
+            print(f"{row['name']:14s} {row.get('seed', '') if row.get('seed') is not None else '':>2} "
+                  + "  ".join(f"{k} {_score(row['results'], k):.3f}" for k in SCORES)
+                  + f"  ({row['cpu_s']:.0f} CPU s)", flush=True)
 
     summary = family_summary(rows)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])

@@ -119,6 +119,33 @@ def score_spec(spec: dict[str, Any], num_points: int, seed: int, params: dict[st
     return {**row, "results": results, "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
 
 
+def cached_score_spec(spec: dict[str, Any], num_points: int, seed: int, params: dict[str, Any],
+                      cache_dir: str | None = None) -> dict[str, Any]:
+    """:func:`score_spec`, reusing a row scored before with the same inputs when ``cache_dir`` is given.
+
+    The key covers the row's spec, the metric settings and, for a run, its checkpoint's SHA-256: a retrained or
+    resumed run is scored again.
+    """
+    if cache_dir is None:
+        return score_spec(spec, num_points, seed, params)
+    import hashlib
+    import json
+
+    from vision.checkpoint import file_sha256, resolve_checkpoint
+
+    ident = {k: v for k, v in spec.items() if k not in ("detail", "train_minutes")}
+    if spec["kind"] == "run":
+        ident["checkpoint_sha256"] = file_sha256(resolve_checkpoint(spec["path"]))
+    key = hashlib.sha256(json.dumps([ident, num_points, seed, params], sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"{key}.json"
+    if path.exists():
+        row = json.loads(path.read_text())
+        return {**row, "detail": spec["detail"], "train_minutes": spec.get("train_minutes")}
+    row = score_spec(spec, num_points, seed, params)
+    atomic_write_json(path, row)
+    return row
+
+
 def _score(results: dict[str, Any], key: str) -> float:
     metric, name, scale = SCORES[key]
     return scale * results[metric]["scores"][name]
@@ -200,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/metrics_dsprites.md")
     parser.add_argument("--jobs", type=int, default=1, help="rows scored in parallel, one process (and thread) each")
+    parser.add_argument("--cache", default="", help="directory of scored rows to reuse (keyed by inputs and checkpoint)")
     args = parser.parse_args(argv)
     if not args.quick and not args.runs:
         parser.error("--runs is required (or --quick)")
@@ -229,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
             specs.append({"name": info["family"], "kind": "run", "path": run,
                           **{k: info[k] for k in ("family", "seed", "train_minutes", "detail")}})
     # Rows are independent: score them in worker processes (one thread each), in the order given.
-    job = functools.partial(score_spec, num_points=num_points, seed=args.seed, params=params)
+    job = functools.partial(cached_score_spec, num_points=num_points, seed=args.seed, params=params,
+                            cache_dir=args.cache or None)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn")) as pool:
         rows = []
         for row in pool.map(job, specs):

@@ -77,10 +77,11 @@ def load_run(path: str) -> dict[str, Any]:
 
     config = ckpt.parent / "config.yaml"  # the resolved config every stage-1 run directory holds
     seed = OmegaConf.load(config).train.seed if config.exists() else None
-    beta = getattr(model, "kl_weight", cfg["beta"])  # the KL weight actually applied (the plain VAE's is 1)
+    beta = getattr(model, "kl_weight", None)  # the KL weight actually applied (the plain VAE's is 1); β-VAE family only
     return {"model": model, "family": cfg["family"], "seed": None if seed is None else int(seed),
             "train_minutes": None if seconds is None else seconds / 60,
-            "detail": f"{ckpt.parent} ({cfg['family']}, β={beta}, {cfg['latent_dim']} latents, {payload['step']} steps)"}
+            "detail": f"{ckpt.parent} ({cfg['family']}{'' if beta is None else f', β={beta}'}, {cfg['latent_dim']} latents, "
+                      f"{payload['step']} steps)"}
 
 
 def score(data: DSprites, encode: EncodeFn | None, num_points: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:

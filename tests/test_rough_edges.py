@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
+from tests.test_stage2 import Kill  # simulates a kill mid-training
 
 import envs  # noqa: F401  (registers the darla/* ids)
 from agents.callbacks import TqdmProgress
@@ -162,19 +162,6 @@ def test_transfer_refuses_missing_runs_before_writing(tmp_path, capsys):
 
 
 # ----- 7. stage 2 purges tensorboard on resume ---------------------------------------------------------------
-class Kill(BaseCallback):
-    """Simulates a kill once training has passed ``at`` env steps."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps > self.at:
-            raise KeyboardInterrupt
-        return True
-
-
 def test_stage2_resume_purges_tensorboard_past_the_checkpoint(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

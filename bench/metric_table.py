@@ -22,9 +22,9 @@ import multiprocessing as mp
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -61,26 +61,27 @@ def tiny_trained_model(data: DSprites, beta: float, steps: int, seed: int) -> to
     return model.eval()
 
 
-def load_run(path: str) -> dict[str, Any]:
-    """Model and provenance of a stage-1 run: family, seed, KL weight, steps and training minutes."""
+def run_info(path: str) -> dict[str, Any]:
+    """Provenance of a stage-1 run without loading its model: family, seed, KL weight, steps and training minutes."""
     import json
 
-    import vision
+    from omegaconf import OmegaConf
+
     from vision.checkpoint import read_checkpoint, resolve_checkpoint
 
     ckpt = resolve_checkpoint(path)
     payload = read_checkpoint(ckpt)
-    cfg, model = payload["model_config"], vision.load(ckpt, "auto")
+    cfg = payload["model_config"]
     summary = ckpt.parent / "stage1.json"
     seconds = json.loads(summary.read_text()).get("train_seconds") if summary.exists() else None
-    from omegaconf import OmegaConf
-
     config = ckpt.parent / "config.yaml"  # the resolved config every stage-1 run directory holds
     seed = OmegaConf.load(config).train.seed if config.exists() else None
-    beta = getattr(model, "kl_weight", None)  # the KL weight actually applied (the plain VAE's is 1); β-VAE family only
-    return {"model": model, "family": cfg["family"], "seed": None if seed is None else int(seed),
+    # the KL weight actually applied: the plain VAE's is 1; families without a KL weight show none
+    beta = {"vae": 1.0, "beta_vae": cfg["beta"], "beta_vae_dae": cfg["beta"]}.get(cfg["family"])
+    beta_label = "β_norm" if cfg.get("beta_norm") and cfg["family"] != "vae" else "β"
+    return {"family": cfg["family"], "seed": None if seed is None else int(seed),
             "train_minutes": None if seconds is None else seconds / 60,
-            "detail": f"{ckpt.parent} ({cfg['family']}{'' if beta is None else f', β={beta}'}, {cfg['latent_dim']} latents, "
+            "detail": f"{ckpt.parent} ({cfg['family']}{'' if beta is None else f', {beta_label}={beta}'}, {cfg['latent_dim']} latents, "
                       f"{payload['step']} steps)"}
 
 
@@ -114,7 +115,9 @@ def score_spec(spec: dict[str, Any], num_points: int, seed: int, params: dict[st
     elif kind == "tiny":
         encode = encoder_from_model(tiny_trained_model(data, spec["beta"], spec["steps"], seed))
     else:
-        encode = encoder_from_model(load_run(spec["path"])["model"])
+        import vision
+
+        encode = encoder_from_model(vision.load(spec["path"], "auto"))
     results = score(data, encode, num_points, seed, params)
     row = {k: v for k, v in spec.items() if k not in ("kind", "path", "beta", "steps")}
     return {**row, "results": results, "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for run in args.runs:
             try:
-                info = load_run(run)
+                info = run_info(run)
             except (FileNotFoundError, ValueError) as e:
                 parser.exit(2, f"error: --runs: {run}: {e}\n")
             specs.append({"name": info["family"], "kind": "run", "path": run,

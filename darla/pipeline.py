@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config
 from darla.runs import prepare_run_dir
 from vision.runtime import atomic_write_json, progress_bar

@@ -22,9 +22,9 @@ class BetaVAE(VAEBase):
     dimensions), and the KL weight actually applied is β_norm·N/M.
 
     With ``beta_steps > 0`` β moves linearly from ``beta_start`` to ``beta`` over the first ``beta_steps``
-    optimisation steps and stays at ``beta`` afterwards. Starting high lets a few latents take the factors that
-    matter most under a tight bottleneck before the others open (the idea of Burgess et al.'s capacity schedule,
-    with the β-VAE's own objective at every step).
+    optimisation steps and stays at ``beta`` afterwards: a warm-up from a low β, or an annealing from a high one
+    (Burgess et al.'s idea of opening latents one budget at a time, with the β-VAE's own objective). On dSprites
+    neither made the recipe work for every seed (docs/stage1.md, recipe study).
     """
 
     family: ClassVar[str] = "beta_vae"

@@ -127,8 +127,7 @@ class BetaVAE_DAE(BetaVAE):  # noqa: N801 - the paper's name
         bottleneck J) are free in its raw output; what the model asserts about the scene is what the DAE makes of
         that image, which is what DARLA's pictures show.
         """
-        dae = self._require_dae()
-        return torch.sigmoid(dae.decode(dae.encode(torch.sigmoid(self.decode(z)))[0]))
+        return self._require_dae().reconstruct(torch.sigmoid(self.decode(z)))
 
     # ----- loss --------------------------------------------------------------------------------------------
     def reconstruction(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ def _save_fig(fig: Any, path: str | Path) -> Path:
 
 
 def transfer_plot(result: dict[str, Any], path: str | Path) -> Path:
-    """Grouped bars: IQM return per variant on each domain, with 95% CI error bars."""
+    """Grouped bars: IQM return per variant on each domain, with 95% CI error bars (zero-width for one seed)."""
     variants = list(result["variants"])
     domains: list[str] = []
     for row in result["variants"].values():
@@ -93,7 +93,10 @@ def transfer_plot(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("IQM episode return")
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(title="domain", fontsize=8)
-    ax.set_title("Zero-shot transfer (95% bootstrap CI)")
+    # a CI over one seed has zero width: the title claims one only when every variant has several seeds
+    several = all(len(row.get("seeds", [])) > 1 for row in result["variants"].values())
+    ax.set_title("Zero-shot transfer (IQM, 95% bootstrap CI over seeds)" if several else
+                 "Zero-shot transfer (IQM; one seed for some variants: no CI)")
     return _save_fig(fig, path)
 
 

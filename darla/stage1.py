@@ -16,11 +16,12 @@ import numpy as np
 
 from darla.config import ConfigError, DataConfig, Stage1Config, to_dict
 from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
+from vision.checkpoint import CHECKPOINT_NAME
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore
 from vision.models import MODEL_FAMILIES, build_model
 from vision.runtime import atomic_write_json, seed_everything
-from vision.train import TrainingDiverged, TrainResult, train
+from vision.train import RESTARTS_NAME, TrainingDiverged, TrainResult, select_restart, train
 
 FRAMES_NAME = "frames.npz"
 DOMAIN_INVARIANCE = "domain_invariance"  # scored on the env (darla.metrics.env_domain_invariance), not the suite
@@ -114,6 +115,14 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
         model = build_model(cfg.model, (c, h, w), len(store))
     summary_path = run_dir / "stage1.json"
     t0 = time.perf_counter()
+    restarts = None
+    if cfg.train.restarts > 1:
+        restarts_path = run_dir / RESTARTS_NAME
+        if (run_dir / CHECKPOINT_NAME).exists() and restarts_path.exists():  # chosen earlier: resume the winner
+            restarts = json.loads(restarts_path.read_text())
+        else:
+            restarts = select_restart(lambda: build_model(cfg.model, (c, h, w), len(store)), store, cfg.train, run_dir,
+                                      progress=progress, extra={"config": to_dict(cfg)})
     result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
                                 evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every)
     if result.resumed_from >= cfg.train.steps and summary_path.exists():
@@ -126,7 +135,8 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
             "terms": result.terms,
             **({"kl_per_latent": result.kl_per_latent, "active_latents": int(sum(k > 0.01 for k in result.kl_per_latent))}
                if model.stochastic else {}),
-            "train_seconds": round(time.perf_counter() - t0, 2),
+            "train_seconds": round(time.perf_counter() - t0, 2),  # restart candidates included
+            **({"restarts": {k: restarts[k] for k in ("metric", "steps", "chosen")}} if restarts else {}),
             "images_per_second": result.images_per_second,
             "num_frames": len(store),
             "checkpoint": result.checkpoint,

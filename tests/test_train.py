@@ -170,3 +170,38 @@ def test_progress_bar_writes_plain_lines_when_not_on_a_terminal(monkeypatch, cap
     assert "\r" not in out and "\x1b" not in out
     lines = out.splitlines()
     assert 1 <= len(lines) <= 3 and lines[-1].startswith("work: 100%")
+
+
+def test_best_of_restarts_continues_the_lowest_scoring_candidate_exactly(store, tmp_path):
+    from vision.runtime import seed_everything
+    from vision.train import heldout_terms, restart_seed, select_restart
+
+    def build():
+        return build_model(ModelConfig(latent_dim=4), (1, 64, 64), len(store))
+
+    cfg = _cfg(4, restarts=3, restart_steps=2)
+    got = select_restart(build, store, cfg, tmp_path / "best", progress=False)
+    seeds = [c["seed"] for c in got["candidates"]]
+    assert seeds[0] == 0 and len(set(seeds)) == 3  # candidate 0 is the plain run of the seed
+    scores = [c["score"] for c in got["candidates"]]
+    assert got["chosen"] == int(np.argmin(scores)) and scores == [c["terms"]["recon"] for c in got["candidates"]]
+    winner = build()
+    train(winner, store, cfg, tmp_path / "best", progress=False)  # resumes the winner's checkpoint
+    # ... and ends exactly where an uninterrupted run from the winner's own seed ends.
+    seed_everything(restart_seed(0, got["chosen"]))
+    alone = build()
+    train(alone, store, _cfg(4, seed=restart_seed(0, got["chosen"])), tmp_path / "alone", progress=False)
+    assert torch.equal(_params(winner), _params(alone))
+    # Held-out scoring is repeatable and leaves the caller's random state alone.
+    state = torch.get_rng_state()
+    assert heldout_terms(alone, store.frames[:16], 4) == heldout_terms(alone, store.frames[:16], 4)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_restart_settings_are_checked():
+    with pytest.raises(ValueError, match="train.restart_steps: must be < train.steps"):
+        TrainConfig(steps=100, restarts=2, restart_steps=100)
+    with pytest.raises(ValueError, match="train.restart_metric: unknown 'kl'"):
+        TrainConfig(restart_metric="kl")
+    with pytest.raises(ValueError, match="train.restarts: must be >= 1"):
+        TrainConfig(restarts=0)

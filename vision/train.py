@@ -22,8 +22,10 @@ from vision.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
 from vision.data.frames import FrameStore
 from vision.images import to_tensor
 from vision.models.base import VAEBase
-from vision.runtime import atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
+from vision.runtime import atomic_write_bytes, atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
 from vision.viz import reconstruction_grid, save_png, traversal_grid
+
+RESTART_METRICS = ("recon", "loss")  # train.restart_metric
 
 
 @dataclass
@@ -42,13 +44,23 @@ class TrainConfig:
     image_every: int = 2_000  # reconstructions and traversals
     ckpt_every: int = 2_000
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    # Best of K initialisations (:func:`select_restart`): K candidates train ``restart_steps`` steps each from their
+    # own initial weights, the one with the lowest ``restart_metric`` on held-out frames continues to ``steps``.
+    restarts: int = 1
+    restart_steps: int = 1_000
+    restart_metric: str = "recon"  # recon (reconstruction term) | loss (the full training objective)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "image_every", "ckpt_every"):
+        for name in ("steps", "batch_size", "log_every", "image_every", "ckpt_every", "restarts", "restart_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.restarts > 1 and self.restart_steps >= self.steps:
+            raise ValueError(f"train.restart_steps: must be < train.steps ({self.steps}) when train.restarts > 1, "
+                             f"got {self.restart_steps}")
+        if self.restart_metric not in RESTART_METRICS:
+            raise ValueError(f"train.restart_metric: unknown {self.restart_metric!r}; choose from {RESTART_METRICS}")
 
 
 TRAVERSAL_ROWS = 12  # the most informative latents (by KL) shown in traversal pictures
@@ -238,3 +250,67 @@ def train(
         resumed_from=start,
         checkpoint=str(ckpt_path),
     )
+
+
+RESTARTS_NAME = "restarts.json"  # the candidates of select_restart, their scores and the winner
+RESTART_DIR = "restarts"  # run_dir/restarts/<k>: candidate k's own run directory
+RESTART_SCORE_IMAGES = 2048  # held-out frames (evenly spread over the store) candidates are scored on
+
+
+def restart_seed(seed: int, k: int) -> int:
+    """Training seed of restart candidate ``k``: ``seed`` itself for k = 0 (so one restart is a plain run)."""
+    return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def heldout_terms(model: VAEBase, frames: np.ndarray, step: int, seed: int = 0, batch: int = 256) -> dict[str, float]:
+    """Mean loss terms of ``model`` on ``frames`` (uint8, N×H×W×C) with a fixed posterior-sampling seed."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rng_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    sums: dict[str, float] = {}
+    for i in range(0, len(frames), batch):
+        out = model.loss(to_tensor(frames[i:i + batch], device), step)
+        for k, v in out.terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(frames[i:i + batch])
+    torch.set_rng_state(rng_state)
+    model.train(was_training)
+    return {k: v / len(frames) for k, v in sums.items()}
+
+
+def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainConfig, run_dir: str | Path, *,
+                   progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Best of ``cfg.restarts`` initialisations; the winner's checkpoint becomes ``run_dir/checkpoint.pt``.
+
+    The β-VAE's code is decided in the first thousand steps and then stays (docs/stage1.md), so which latents a
+    run ends with is a draw over initial weights. Candidate k is seeded with :func:`restart_seed`, built by
+    ``build()`` and trained ``cfg.restart_steps`` steps in ``run_dir/restarts/<k>`` (resumable like any run); each
+    is scored on the same held-out frames by ``cfg.restart_metric``, and the lowest continues — :func:`train` on
+    ``run_dir`` then resumes the winner's checkpoint, parameters, optimiser and random state. No labels are used.
+    Writes and returns ``run_dir/restarts.json``.
+    """
+    from dataclasses import replace
+
+    run_dir = Path(run_dir)
+    pick = np.linspace(0, len(store) - 1, min(len(store), RESTART_SCORE_IMAGES)).astype(int)
+    held_out = store.frames[pick]
+    candidates = []
+    for k in range(cfg.restarts):
+        seed = restart_seed(cfg.seed, k)
+        seed_everything(seed)  # the candidate's initial weights
+        model = build()
+        cand_cfg = replace(cfg, seed=seed, steps=cfg.restart_steps, restarts=1)
+        got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra)
+        payload = read_checkpoint(got.checkpoint)
+        terms = heldout_terms(model, held_out, cfg.restart_steps)
+        candidates.append({"k": k, "seed": seed, "score": terms[cfg.restart_metric], "terms": terms,
+                           "train_seconds": float(payload["extra"].get("train_seconds", 0.0)),
+                           "kl_per_latent": got.kl_per_latent, "checkpoint": got.checkpoint})
+    best = min(candidates, key=lambda c: c["score"])
+    summary = {"metric": cfg.restart_metric, "steps": cfg.restart_steps, "num_frames": len(held_out),
+               "chosen": best["k"], "seconds": sum(c["train_seconds"] for c in candidates), "candidates": candidates}
+    atomic_write_json(run_dir / RESTARTS_NAME, summary)
+    atomic_write_bytes(run_dir / CHECKPOINT_NAME, Path(best["checkpoint"]).read_bytes())
+    return summary

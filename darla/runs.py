@@ -50,9 +50,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Dotted keys whose values differ between two config dicts (keys under an ``ignore`` prefix skipped)."""
-    a, b = _flatten(old), _flatten(new)
+def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = (),
+                       defaults: dict[str, Any] | None = None) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (keys under an ``ignore`` prefix skipped).
+
+    A key ``old`` lacks (a setting added since it was saved) takes its value from ``defaults``.
+    """
+    a, b = {**_flatten(defaults or {}), **_flatten(old)}, _flatten(new)
     skip = tuple(ignore)
     return [k for k in sorted(set(a) | set(b)) if not k.startswith(skip) and a.get(k) != b.get(k)]
 
@@ -71,7 +75,8 @@ def prepare_run_dir(run_dir: str | Path, cfg: Any, stage: str, resume: bool, ign
         if not resume:
             raise ConfigError(f"run.dir: {path} already holds a {stage} run; set run.resume=true to continue it or choose a new run.dir")
         old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
-        diff = config_differences(old, to_dict(cfg), ignore)  # type: ignore[arg-type]
+        # Settings added to the schema since the run was saved count as their defaults: the run used that behaviour.
+        diff = config_differences(old, to_dict(cfg), ignore, defaults=to_dict(type(cfg)()))  # type: ignore[arg-type]
         if diff:
             raise ConfigError(
                 f"run.dir: {path} holds a run with a different config ({', '.join(diff[:3])}"

@@ -78,3 +78,18 @@ def test_run_dir_records_provenance_and_refuses_mismatch(tmp_path):
 def test_config_differences():
     assert config_differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) == ["a.c"]
     assert config_differences({"a": {"b": 1}}, {"a": {"b": 2}}, ignore=("a.",)) == []
+    # A setting added since the run was saved counts as its default, so old runs resume unless it is changed.
+    assert config_differences({"a": {"b": 1}}, {"a": {"b": 1, "new": 0}}, defaults={"a": {"new": 0}}) == []
+    assert config_differences({"a": {"b": 1}}, {"a": {"b": 1, "new": 5}}, defaults={"a": {"new": 0}}) == ["a.new"]
+
+
+def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
+    cfg = load_config(Stage1Config, None, [f"run.dir={tmp_path / 'r'}"])
+    path, _ = prepare_run_dir(cfg.run.dir, cfg, "stage1", resume=True)
+    saved = (path / "config.yaml").read_text()
+    assert "  restarts: 1\n" in saved
+    (path / "config.yaml").write_text(saved.replace("  restarts: 1\n", ""))  # as written before train.restarts existed
+    assert prepare_run_dir(cfg.run.dir, cfg, "stage1", resume=True)[1]
+    with pytest.raises(ConfigError, match=r"train\.restarts"):
+        prepare_run_dir(cfg.run.dir, load_config(Stage1Config, None, [f"run.dir={tmp_path / 'r'}", "train.restarts=2",
+                                                                     "train.restart_steps=10"]), "stage1", resume=True)

@@ -81,6 +81,7 @@ class TrainResult:
     images_per_second: float | None  # None when nothing was trained (the run had already finished)
     resumed_from: int
     checkpoint: str
+    train_seconds: float = 0.0  # training time of the whole run, summed over resumes (evaluation excluded)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -249,6 +250,7 @@ def train(
         images_per_second=n_images / seconds if seconds > 0 and n_images else None,
         resumed_from=start,
         checkpoint=str(ckpt_path),
+        train_seconds=round(train_seconds(), 2) if start < cfg.steps else prior_seconds,
     )
 
 

@@ -40,8 +40,9 @@ class DataConfig:
 
     source: str = "dsprites"  # dsprites | env | frames
     num_images: int = 100_000  # images rendered (dsprites) or frames collected (env)
-    path: str = ""  # frames: a FrameStore .npz
-    env_id: str = ""  # env: a registered Gymnasium id, e.g. darla/Pickup-v0
+    path: str = ""  # frames: a FrameStore .npz, or a folder of images (resized to 64x64)
+    env_id: str = ""  # env: any registered Gymnasium id, e.g. darla/Pickup-v0, CarRacing-v3 (frames resized to 64x64)
+    imports: list[str] = field(default_factory=list)  # env: modules to import first (they register non-darla ids)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     coverage: str = "source"  # env: source | source+target-factors | randomised
     policy: str = "random"  # env: random | explore

@@ -145,13 +145,9 @@ def _resolve_refs(override: str, module_dirs: dict[str, Path], current: str) -> 
 
 
 def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
-    from envs.collect import collect_frames
-    from vision.data.frames import FrameStore
+    from darla.stage1 import collect_store
 
-    d = s1.data
-    got = collect_frames(d.env_id, d.num_images, coverage=d.coverage, policy=d.policy, seed=d.seed,
-                         env_kwargs=dict(d.env_kwargs), progress=progress)
-    FrameStore(got.frames, got.factors, tuple(got.factor_names), tuple(got.factor_sizes)).save(path)
+    collect_store(s1.data, progress).save(path)
 
 
 def run(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:

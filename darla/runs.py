@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import sys
@@ -118,3 +119,15 @@ def undo_failed_start(run_dir: str | Path) -> Iterator[None]:
                 else:
                     entry.unlink(missing_ok=True)
         raise
+
+
+def import_env_modules(names: Sequence[str], key: str) -> None:
+    """Import darla's ``envs`` (registers ``darla/*`` ids) and the modules ``names`` (config key ``key``), which
+    register third-party ids (``minigrid`` for ``MiniGrid-*``, ``ale_py`` for Atari, …)."""
+    import envs  # noqa: F401  (registration side effect)
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"{key}: cannot import {name!r} ({e})") from None

@@ -14,16 +14,32 @@ from typing import Any, Callable
 import numpy as np
 
 from darla.config import ConfigError, DataConfig, Stage1Config, to_dict
-from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
+from darla.runs import import_env_modules, prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CHECKPOINT_NAME
 from vision.data.dsprites import DSprites
-from vision.data.frames import FrameStore
+from vision.data.frames import FrameStore, load_image_folder
 from vision.models import MODEL_FAMILIES, build_model
 from vision.runtime import atomic_write_json, seed_everything
 from vision.train import RESTARTS_NAME, TrainingDiverged, TrainResult, select_restart, train
 
 FRAMES_NAME = "frames.npz"
 DOMAIN_INVARIANCE = "domain_invariance"  # scored on the env (darla.metrics.env_domain_invariance), not the suite
+
+
+FRAME_SIZE = (64, 64)  # (H, W) every env or image-folder frame is resized to: the conv64 networks' input
+
+
+def collect_store(data: DataConfig, progress: bool = True) -> FrameStore:
+    """Collect ``data.num_images`` frames from ``data.env_id`` (any Gymnasium id), resized to :data:`FRAME_SIZE`."""
+    from envs.collect import collect_frames
+    from vision.images import resize_frames
+
+    import_env_modules(data.imports, "data.imports")
+    got = collect_frames(data.env_id, data.num_images, coverage=data.coverage, policy=data.policy,
+                         seed=data.seed, env_kwargs=dict(data.env_kwargs), progress=progress,
+                         transform=lambda f: resize_frames(f, FRAME_SIZE))
+    return FrameStore(got.frames, got.factors if got.factor_names else None, tuple(got.factor_names),
+                      tuple(got.factor_sizes))
 
 
 def build_frames(data: DataConfig, run_dir: Path, progress: bool = True) -> FrameStore:
@@ -34,15 +50,11 @@ def build_frames(data: DataConfig, run_dir: Path, progress: bool = True) -> Fram
         factors = ds.sample_factors(data.num_images, np.random.default_rng(data.seed))
         return FrameStore(ds.render(factors), factors, ds.factor_names, ds.factor_sizes)
     if data.source == "frames":
-        return FrameStore.load(data.path)
+        return load_image_folder(data.path, FRAME_SIZE) if Path(data.path).is_dir() else FrameStore.load(data.path)
     cached = run_dir / FRAMES_NAME
     if cached.exists():
         return FrameStore.load(cached)
-    from envs.collect import collect_frames
-
-    got = collect_frames(data.env_id, data.num_images, coverage=data.coverage, policy=data.policy,
-                         seed=data.seed, env_kwargs=dict(data.env_kwargs), progress=progress)
-    store = FrameStore(got.frames, got.factors, tuple(got.factor_names), tuple(got.factor_sizes))
+    store = collect_store(data, progress)
     store.save(cached)
     return store
 
@@ -91,11 +103,23 @@ def check_config(cfg: Stage1Config) -> None:
 
         import envs  # registers darla's ids
 
+        import_env_modules(cfg.data.imports, "data.imports")
         try:
             gym.spec(cfg.data.env_id)
         except gym.error.Error:
-            raise ConfigError(f"data.env_id: {cfg.data.env_id!r} is not a registered Gymnasium id; darla's ids are "
-                              f"{', '.join(envs.ENV_IDS)}") from None
+            raise ConfigError(f"data.env_id: {cfg.data.env_id!r} is not a registered Gymnasium id (a third-party id "
+                              f"needs its module in data.imports); darla's ids are {', '.join(envs.ENV_IDS)}") from None
+        if cfg.data.env_id not in envs.ENV_IDS:
+            if cfg.data.coverage != "source":
+                raise ConfigError(f"data.coverage: {cfg.data.env_id!r} has no named domains; use 'source'")
+            if cfg.data.policy != "random":
+                raise ConfigError(f"data.policy: {cfg.data.env_id!r} has no scripted policy; use 'random'")
+            if cfg.eval.metrics:
+                raise ConfigError(f"eval.metrics: {cfg.data.env_id!r} reports no ground-truth factors to score "
+                                  "against; set eval.metrics=[]")
+    elif cfg.data.source == "frames" and cfg.eval.metrics:
+        raise ConfigError("eval.metrics: frames from data.path carry no ground-truth factors to score against; "
+                          "set eval.metrics=[]")
     if DOMAIN_INVARIANCE in cfg.eval.metrics and not cfg.data.env_id:
         raise ConfigError("eval.metrics: domain_invariance renders scenes in each domain; it needs data.env_id")
 

@@ -40,6 +40,7 @@ from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallb
 from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
+from darla.runs import import_env_modules as import_modules
 from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
@@ -60,14 +61,8 @@ RESUMABLE_KEYS = ("run.", "train.total_timesteps", "train.device", "train.num_th
 
 # ----- environments ----------------------------------------------------------------------------------------
 def import_env_modules(env: EnvConfig) -> None:
-    """Import darla's ``envs`` (registers ``darla/*`` ids) and the modules ``env.imports`` names."""
-    import envs  # noqa: F401  (registration side effect)
-
-    for name in env.imports:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ConfigError(f"env.imports: cannot import {name!r} ({e})") from None
+    """Import darla's ``envs`` and the modules ``env.imports`` names (they register non-darla ids)."""
+    import_modules(env.imports, "env.imports")
 
 
 def domain_names(env: EnvConfig) -> list[str]:

@@ -10,12 +10,14 @@ Coverage protocols (what the vision module may see; the policy of stage 2 only e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
 from envs.core import FactorEnv
+from envs.registry import ENV_IDS
 
 COVERAGES = ("source", "source+target-factors", "randomised")
 POLICIES = ("random", "explore")
@@ -38,6 +40,11 @@ class CollectedFrames:
         return int(self.frames.shape[0])
 
 
+def _is_rgb(space: gym.Space) -> bool:
+    """An (H, W, 3) uint8 image space."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+
+
 def coverage_domain(coverage: str, target: str = "target") -> str:
     """The domain string a coverage protocol collects from (``target`` names the target domain to cover)."""
     if coverage == "source":
@@ -51,7 +58,7 @@ def coverage_domain(coverage: str, target: str = "target") -> str:
 
 def collect_frames(env_id: str, n: int, coverage: str = "source", policy: str = "random", seed: int = 0,
                    env_kwargs: dict | None = None, progress: bool = True, target: str = "target",
-                   epsilon: float = 0.3) -> CollectedFrames:
+                   epsilon: float = 0.3, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> CollectedFrames:
     """Collect ``n`` observations (reset and step frames of whole episodes) from ``env_id``.
 
     Args:
@@ -65,6 +72,11 @@ def collect_frames(env_id: str, n: int, coverage: str = "source", policy: str = 
         progress: show a progress bar.
         target: the target domain ``"source+target-factors"`` covers.
         epsilon: share of random actions under ``"explore"``.
+        transform: applied to each uint8 HWC frame as it is recorded (stage 1 resizes to its input size here).
+
+    Any Gymnasium id works: darla's envs report factors and domains; another env has neither (``coverage`` must
+    be ``"source"``), and its frames are its observations when they are RGB images, else ``env.render()`` with
+    ``render_mode="rgb_array"`` (CartPole, MiniGrid, …).
     """
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
@@ -73,8 +85,21 @@ def collect_frames(env_id: str, n: int, coverage: str = "source", policy: str = 
     kwargs = dict(env_kwargs or {})
     if "domain" in kwargs:
         raise ValueError("env_kwargs: 'domain' is set by coverage; leave it out")
-    domain = coverage_domain(coverage, target)
-    env = gym.make(env_id, domain=domain, **kwargs)
+    if env_id in ENV_IDS:
+        domain = coverage_domain(coverage, target)
+        env = gym.make(env_id, domain=domain, **kwargs)
+    elif coverage != "source":
+        raise ValueError(f"coverage: {env_id!r} has no named domains (it is not a darla env); use 'source'")
+    else:
+        domain = ""
+        env = gym.make(env_id, **kwargs)
+    if not _is_rgb(env.observation_space):  # a state-vector or dict observation: record what the env draws
+        env.close()
+        env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+        pixels: Callable[[Any], np.ndarray] = lambda _obs: np.asarray(env.render(), dtype=np.uint8)  # noqa: E731
+    else:
+        pixels = np.asarray
+    shape_frame = transform or (lambda f: f)
     base = env.unwrapped
     names = base.factor_space.names if isinstance(base, FactorEnv) else ()
     sizes = base.factor_space.sizes if isinstance(base, FactorEnv) else ()
@@ -86,11 +111,15 @@ def collect_frames(env_id: str, n: int, coverage: str = "source", policy: str = 
     rng = np.random.default_rng(seed)
     env.action_space.seed(int(rng.integers(2**31)))
 
-    frames = np.empty((n, *env.observation_space.shape), dtype=np.uint8)
+    frames: np.ndarray | None = None
     factors = np.empty((n, len(names)), dtype=np.int64)
 
-    def record(i: int, obs: np.ndarray, info: dict) -> None:
-        frames[i] = obs
+    def record(i: int, obs: Any, info: dict) -> None:
+        nonlocal frames
+        frame = shape_frame(pixels(obs))
+        if frames is None:  # sized by the first frame (after the transform)
+            frames = np.empty((n, *frame.shape), dtype=np.uint8)
+        frames[i] = frame
         if names:
             factors[i] = [info["factors"][name] for name in names]
 
@@ -113,4 +142,5 @@ def collect_frames(env_id: str, n: int, coverage: str = "source", policy: str = 
             obs, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
     env.close()
+    assert frames is not None  # n >= 1: the reset frame was recorded
     return CollectedFrames(frames, factors, tuple(names), tuple(sizes), env_id, coverage, domain, policy)

@@ -67,3 +67,27 @@ class FrameStore:
                 return cls(frames)
         except (KeyError, ValueError, OSError) as e:
             raise ValueError(f"frames: {p} is not a darla frame store ({e})") from None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def load_image_folder(path: str | Path, size: tuple[int, int] = (64, 64)) -> FrameStore:
+    """Every image file directly in folder ``path`` (sorted by name), as RGB frames resized to ``size`` = (H, W)."""
+    import cv2
+
+    from vision.images import resize_frames
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"frames: no such folder {folder}")
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"frames: {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    frames = np.empty((len(files), *size, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"frames: cannot read image {f}")
+        frames[i] = resize_frames(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+    return FrameStore(frames)

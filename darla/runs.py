@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import shutil
@@ -51,6 +52,22 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def schema_defaults(cfg: Any) -> dict[str, Any]:
+    """Dotted keys of ``cfg``'s dataclass fields (nested sections included) with their values, as a nested dict.
+
+    Free-form mapping fields (``pipeline.variants``, ``agent.hparams``, …) are left out: their keys are the user's,
+    not the schema's, so a default entry in them says nothing about an old run.
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = schema_defaults(value)
+        elif not isinstance(value, dict):
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = (),
                        defaults: dict[str, Any] | None = None) -> list[str]:
     """Dotted keys whose values differ between two config dicts (keys under an ``ignore`` prefix skipped).
@@ -77,7 +94,7 @@ def prepare_run_dir(run_dir: str | Path, cfg: Any, stage: str, resume: bool, ign
             raise ConfigError(f"run.dir: {path} already holds a {stage} run; set run.resume=true to continue it or choose a new run.dir")
         old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
         # Settings added to the schema since the run was saved count as their defaults: the run used that behaviour.
-        diff = config_differences(old, to_dict(cfg), ignore, defaults=to_dict(type(cfg)()))  # type: ignore[arg-type]
+        diff = config_differences(old, to_dict(cfg), ignore, defaults=schema_defaults(type(cfg)()))  # type: ignore[arg-type]
         if diff:
             raise ConfigError(
                 f"run.dir: {path} holds a run with a different config ({', '.join(diff[:3])}"

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -78,19 +78,33 @@ def domain_names(env: EnvConfig) -> list[str]:
     return [env.train_domain] + [d for d in listed if d != env.train_domain]
 
 
-def env_factory(env: EnvConfig, domain: str) -> Callable[[], gym.Env]:
-    """A picklable constructor of one env of ``domain`` (for ``make_vec_env``, in this or a worker process)."""
+Domain = Union[str, Mapping[str, Any]]  # a named domain, a factor mapping (darla envs), or {"shift": NAME, …}
+
+
+def env_factory(env: EnvConfig, domain: Domain) -> Callable[[], gym.Env]:
+    """A picklable constructor of one env of ``domain`` (for ``make_vec_env``, in this or a worker process).
+
+    ``domain`` is a name the env knows, a factor mapping (darla envs: ``{"wall_colour": [3]}``), or a pixel shift
+    from :mod:`envs.shifts` over a named domain, ``{"shift": "hue", "degrees": 90, "domain": "source"}`` (``domain``
+    defaults to ``env.train_domain``): the last works on any RGB env, with or without named domains.
+    """
+    shift = None
+    if isinstance(domain, Mapping) and "shift" in domain:
+        shift = {k: v for k, v in domain.items() if k != "domain"}
+        domain = domain.get("domain", env.train_domain)
     kwargs = dict(env.kwargs)
     if env.domain_kwarg:
-        kwargs[env.domain_kwarg] = domain
+        kwargs[env.domain_kwarg] = dict(domain) if isinstance(domain, Mapping) else domain
     env_id, imports = env.id, list(env.imports)
 
     def make() -> gym.Env:
         for name in imports:  # worker processes register third-party ids too
             importlib.import_module(name)
         import envs  # noqa: F401
+        from envs.shifts import apply_shift
 
-        return gym.make(env_id, **kwargs)
+        made = gym.make(env_id, **kwargs)
+        return apply_shift(made, shift) if shift else made
 
     return make
 
@@ -134,7 +148,7 @@ def check_env(env: EnvConfig) -> list[str]:
     return domains
 
 
-def make_pixel_vec_env(env: EnvConfig, domain: str, n_envs: int, seed: int) -> VecEnv:
+def make_pixel_vec_env(env: EnvConfig, domain: Domain, n_envs: int, seed: int) -> VecEnv:
     """``n_envs`` Monitor-wrapped pixel envs of ``domain`` (Monitor records the true episode returns)."""
     _check_registered(env)
     vec_cls = SubprocVecEnv if env.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
@@ -230,7 +244,7 @@ class ObservationPipeline:
     encoder: FrozenEncoder | None  # shared by all envs of wrapper variants
     domains: list[str]  # train domain first, then the other evaluated domains
 
-    def make_env(self, domain: str, n_envs: int = 1, seed: int = 0, training: bool = False) -> VecEnv:
+    def make_env(self, domain: Domain, n_envs: int = 1, seed: int = 0, training: bool = False) -> VecEnv:
         """A VecEnv of ``domain`` whose observations are exactly what the run's policy was trained on
         (augmentation, for the AUG variant, only when ``training``)."""
         venv = make_pixel_vec_env(self.cfg.env, domain, n_envs, seed)
@@ -394,7 +408,7 @@ class LoadedAgent:
         """The domains the run was evaluated on (train domain first); ``make_env`` takes any domain the env knows."""
         return list(self.pipeline.domains)
 
-    def make_env(self, domain: str, n_envs: int = 1, seed: int = 0) -> VecEnv:
+    def make_env(self, domain: Domain, n_envs: int = 1, seed: int = 0) -> VecEnv:
         """Monitor-wrapped envs of ``domain`` seen through the run's pipeline (never augmented)."""
         return self.pipeline.make_env(domain, n_envs=n_envs, seed=seed, training=False)
 

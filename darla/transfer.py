@@ -1,4 +1,4 @@
-"""Stage 3 — transfer: ``python -m darla.transfer --runs RUN_DIR... [--episodes N] [--out DIR]``.
+"""Stage 3 — transfer: ``python -m darla.transfer --runs RUN_DIR... [--episodes N] [--out DIR] [--domains ...]``.
 
 Each trained stage-2 agent is evaluated, with no further training, on its source domain and on every target
 domain: N episodes per domain, deterministic actions, the same fixed evaluation seed on every domain (so domains
@@ -16,7 +16,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from rliable import library, metrics
@@ -41,9 +41,51 @@ class RunEvaluation:
     returns: dict[str, list[float]]  # domain -> per-episode returns
 
 
-def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, domains: Sequence[str] | None = None,
+def parse_domains(entries: Sequence[str]) -> dict[str, Any]:
+    """``--domains`` entries -> {label: domain}. An entry is a domain name (``target``) or ``LABEL=YAML``, where the
+    YAML is a name, a factor mapping (``{wall_colour: [3, 4]}``) or a pixel shift from :mod:`envs.shifts`
+    (``{shift: hue, degrees: 90}``; ``domain: NAME`` picks the domain it shifts, the run's train domain by default)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for entry in entries:
+        label, sep, text = entry.partition("=")
+        label = label.strip()
+        if not label:
+            raise ValueError(f"--domains: {entry!r} has no label; write LABEL=SPEC or a domain name")
+        if not sep:
+            out[label] = label
+            continue
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--domains: {label}: {text!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(spec, (str, dict)) or not spec:
+            raise ValueError(f"--domains: {label}: expected a domain name or a mapping, got {text!r}")
+        if isinstance(spec, dict) and "shift" in spec:
+            from envs.shifts import SHIFTS
+
+            if spec["shift"] not in SHIFTS:
+                raise ValueError(f"--domains: {label}: unknown shift {spec['shift']!r}; choose from {', '.join(SHIFTS)}")
+        out[label] = spec
+    return out
+
+
+def _cache_key(label: str, spec: Any) -> str:
+    """Where a domain's returns are cached: its name, or its label with the exact spec (so a label reused for a
+    different spec is evaluated afresh)."""
+    if spec == label:
+        return label
+    try:
+        return f"{label} {json.dumps(spec, sort_keys=True)}"
+    except TypeError:  # keys of mixed types (YAML reads a bare `on:` or `yes:` key as a boolean)
+        return f"{label} {json.dumps(spec)}"
+
+
+def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, domains: Mapping[str, Any] | None = None,
                  n_envs: int = 4, device: str = "auto") -> RunEvaluation:
-    """Evaluate one stage-2 run on its domains (cached in ``RUN_DIR/transfer_eval.json`` per episodes/seed)."""
+    """Evaluate one stage-2 run (cached in ``RUN_DIR/transfer_eval.json`` per episodes/seed) on its source domain
+    and either its own domains or ``domains`` ({label: domain}, see :func:`parse_domains`)."""
     from darla.stage2 import load_agent
 
     run_dir = Path(run_dir)
@@ -51,20 +93,22 @@ def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, doma
     key = f"episodes={episodes},seed={seed}"
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     agent = load_agent(run_dir, device=device)
-    wanted = list(domains) if domains else agent.domains
+    source = agent.config.env.train_domain
+    wanted = {source: source, **dict(domains)} if domains else {d: d for d in agent.domains}
     stored = cache.get(key, {})
-    missing = [d for d in wanted if d not in stored]
-    for d in missing:
-        env = agent.make_env(d, n_envs=min(n_envs, episodes), seed=seed)
+    missing = {label: spec for label, spec in wanted.items() if _cache_key(label, spec) not in stored}
+    for label, spec in missing.items():
+        env = agent.make_env(spec, n_envs=min(n_envs, episodes), seed=seed)
         # One domain at a time, each from the same seed: identical layouts, only the visuals differ.
-        res = evaluate_domains(agent.model, {d: env}, episodes, deterministic=True, seed=seed)
+        res = evaluate_domains(agent.model, {label: env}, episodes, deterministic=True, seed=seed)
         env.close()
-        stored[d] = res[d]["rewards"]
+        stored[_cache_key(label, spec)] = res[label]["rewards"]
     if missing:
         cache[key] = stored
         atomic_write_json(cache_path, cache)
     cfg = agent.config
-    return RunEvaluation(str(run_dir), agent.variant.name, cfg.agent.algo, cfg.train.seed, cfg.env.train_domain, {d: stored[d] for d in wanted})
+    return RunEvaluation(str(run_dir), agent.variant.name, cfg.agent.algo, cfg.train.seed, source,
+                         {label: stored[_cache_key(label, spec)] for label, spec in wanted.items()})
 
 
 def _interval(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any, reps: int, rng_seed: int) -> tuple[dict, dict]:
@@ -138,19 +182,47 @@ def check_run_dirs(run_dirs: Sequence[str | Path]) -> None:
             raise FileNotFoundError(f"--runs: {p} holds no trained agent ({AGENT_NAME}); run darla.stage2 first")
 
 
+def check_domains(run_dirs: Sequence[str | Path], domains: Mapping[str, Any]) -> None:
+    """Make one env of every domain in ``domains`` for each env config among the runs, before any evaluation or
+    output: an unknown name, factor or shift argument is a one-line :class:`ValueError` naming the label."""
+    from darla.config import Stage2Config, load_config
+    from darla.stage2 import env_factory, import_env_modules
+
+    seen: set[str] = set()
+    for r in run_dirs:
+        env_cfg = load_config(Stage2Config, Path(r) / "config.yaml").env
+        ident = json.dumps([env_cfg.id, env_cfg.kwargs, env_cfg.domain_kwarg, env_cfg.train_domain], default=str)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        import_env_modules(env_cfg)
+        for label, spec in domains.items():
+            try:
+                env_factory(env_cfg, spec)().close()
+            except Exception as e:  # an unknown domain name or factor, a shift argument the wrapper does not take
+                raise ValueError(f"--domains: {label}: {env_cfg.id} cannot make it ({str(e).splitlines()[0]})") from None
+
+
 def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int = 20, seed: int = EVAL_SEED,
-             reps: int = 2000, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+             reps: int = 2000, device: str = "auto", progress: bool = True,
+             domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate every run, aggregate, and write JSON, Markdown, PNG and tensorboard outputs into ``out_dir``
-    (created only once every run has been evaluated)."""
+    (created only once every run has been evaluated). ``domains`` ({label: domain}, :func:`parse_domains`)
+    replaces the runs' own target domains."""
     from torch.utils.tensorboard import SummaryWriter
 
     check_run_dirs(run_dirs)
-    evals = [evaluate_run(r, episodes, seed, device=device) for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
+    if domains:
+        check_domains(run_dirs, domains)
+    evals = [evaluate_run(r, episodes, seed, domains=domains, device=device)
+             for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = aggregate(evals, reps=reps)
     result["episodes"] = episodes
     result["eval_seed"] = seed
+    if domains:
+        result["domain_specs"] = dict(domains)
     result["runs"] = [e.__dict__ for e in evals]
     result["provenance"] = {"git_sha": git_sha(), "versions": versions(), "command": sys.argv}
     atomic_write_json(out / "transfer.json", result)
@@ -174,12 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation seed (keep it away from training seeds)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
     p.add_argument("--device", default="auto")
+    p.add_argument("--domains", nargs="+", metavar="DOMAIN",
+                   help="target domains instead of the runs' own: a name (target), or LABEL=YAML with a name, a factor "
+                        "mapping ('walls={wall_colour: [3]}') or a pixel shift ('hue90={shift: hue, degrees: 90}'; "
+                        "shifts: hue, channels, palette, background)")
     a = p.parse_args(argv)
     if a.episodes < 1:
         print("error: --episodes: must be >= 1", file=sys.stderr)
         return 2
     try:
-        result = transfer(a.runs, a.out, a.episodes, a.seed, a.reps, a.device)
+        domains = parse_domains(a.domains) if a.domains else None
+        result = transfer(a.runs, a.out, a.episodes, a.seed, a.reps, a.device, domains=domains)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -153,3 +153,19 @@ def _rgb(value: Any, name: str) -> np.ndarray:
     if v.shape != (3,) or not np.all((v >= 0) & (v <= 255)):
         raise ValueError(f"{name}: expected an RGB triple in 0..255, got {value!r}")
     return v.astype(np.int16)
+
+
+SHIFTS: dict[str, type[ColourShift]] = {"hue": HueShift, "channels": ChannelPermutation, "palette": PaletteSwap,
+                                        "background": BackgroundRecolour}
+
+
+def apply_shift(env: gym.Env, spec: dict[str, Any]) -> gym.Env:
+    """``env`` seen through the shift ``spec`` = ``{"shift": NAME, **arguments}`` (NAME from :data:`SHIFTS`)."""
+    args = dict(spec)
+    name = args.pop("shift", None)
+    if name not in SHIFTS:
+        raise ValueError(f"shift: unknown {name!r}; choose from {', '.join(SHIFTS)}")
+    try:
+        return SHIFTS[name](env, **args)
+    except TypeError as e:
+        raise ValueError(f"shift {name!r}: {e}") from None

@@ -72,3 +72,67 @@ def test_a_folder_of_images_of_any_size_trains(tmp_path, capsys):
                         f"data.path={empty}", *TINY]) == 2
     assert "holds no image files" in one_line_error(capsys)
     assert not (tmp_path / "r2").exists()  # a failed start leaves nothing that blocks the corrected command
+
+
+# ----- transfer to domains of the user's choosing ----------------------------------------------------------------
+STAGE2_TINY = ["env.id=darla/Sprites-v0", "env.n_envs=2", "train.total_timesteps=64", "train.eval_every=64",
+               "train.eval_episodes=1", "train.eval_envs=1", "train.ckpt_every=64", "train.device=cpu",
+               "agent.algo=ppo", "agent.variant=BASELINE", "agent.hparams={n_steps: 32, batch_size: 32, n_epochs: 1}",
+               "agent.policy_kwargs={net_arch: [32]}"]
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory):
+    from darla import stage2
+    from darla.config import Stage2Config, load_config
+
+    run_dir = tmp_path_factory.mktemp("agent") / "baseline"
+    stage2.run(load_config(Stage2Config, None, [f"run.dir={run_dir}", *STAGE2_TINY]), progress=False)
+    return run_dir
+
+
+def test_transfer_evaluates_named_factor_and_shifted_domains(agent_run, tmp_path):
+    import json
+
+    from darla import transfer
+
+    out = tmp_path / "out"
+    assert transfer.main(["--runs", str(agent_run), "--out", str(out), "--episodes", "2", "--reps", "20",
+                          "--domains", "target", "blue={background_colour: [3]}", "hue90={shift: hue, degrees: 90}",
+                          "perm={shift: channels, permutation: [2, 0, 1], domain: target}"]) == 0
+    got = json.loads((out / "transfer.json").read_text())
+    assert got["variants"]["BASELINE"]["target_domains"] == ["target", "blue", "hue90", "perm"]
+    assert got["domain_specs"]["hue90"] == {"shift": "hue", "degrees": 90}
+    returns = got["runs"][0]["returns"]
+    assert set(returns) == {"source", "target", "blue", "hue90", "perm"} and all(len(r) == 2 for r in returns.values())
+    cache = json.loads((agent_run / transfer.EVAL_FILE).read_text())["episodes=2,seed=1000003"]
+    assert 'hue90 {"degrees": 90, "shift": "hue"}' in cache  # a label reused for another spec is not served stale
+
+
+def test_a_shifted_env_shows_shifted_pixels():
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from darla.config import EnvConfig
+    from darla.stage2 import env_factory
+
+    plain = env_factory(EnvConfig(id="darla/Sprites-v0"), "source")()
+    shifted = env_factory(EnvConfig(id="darla/Sprites-v0"), {"shift": "channels", "permutation": [2, 0, 1]})()
+    a, _ = plain.reset(seed=3)
+    b, _ = shifted.reset(seed=3)
+    assert np.array_equal(b, a[..., [2, 0, 1]]) and isinstance(plain, gym.Env)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("x={shift: blur}", "--domains: x: unknown shift 'blur'"),
+    ("x={shift: hue, strength: 3}", "--domains: x: "),
+    ("x={no_such_factor: [1]}", "--domains: x: "),
+    ("=target", "has no label"),
+])
+def test_bad_domains_are_one_line_and_write_nothing(agent_run, tmp_path, capsys, spec, message):
+    from darla import transfer
+
+    out = tmp_path / "out"
+    assert transfer.main(["--runs", str(agent_run), "--out", str(out), "--episodes", "1", "--domains", spec]) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()

@@ -202,6 +202,8 @@ def _yaml_problem(path: Path, e: Exception) -> str:
 
 
 def _merge_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
+    # `key=` (what a shell makes of key='') means the empty string, not YAML's null
+    overrides = [f"{ov}''" if ov.endswith("=") else ov for ov in overrides]
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected key=value")

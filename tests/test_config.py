@@ -93,3 +93,8 @@ def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.restarts"):
         prepare_run_dir(cfg.run.dir, load_config(Stage1Config, None, [f"run.dir={tmp_path / 'r'}", "train.restarts=2",
                                                                      "train.restart_steps=10"]), "stage1", resume=True)
+
+
+def test_an_empty_override_is_the_empty_string():
+    cfg = load_config(Stage1Config, None, ["data.path=", "run.dir=x"])
+    assert cfg.data.path == ""

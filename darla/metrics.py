@@ -63,7 +63,7 @@ def score_run(run: str | Path, data: str = "dsprites", metrics: list[str] | None
     merged.update(results)
     atomic_write_json(path, merged)
     step = int(read_checkpoint(ckpt).get("step", 0))
-    _log_tensorboard(run_dir / "tb", results, step)
+    log_tensorboard(run_dir / "tb", results, step)
     return results, path
 
 
@@ -87,7 +87,7 @@ def score_domain_invariance(run: str | Path, env_id: str, seed: int = 0, device:
     merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     merged.update(results)
     atomic_write_json(path, merged)
-    _log_tensorboard(ckpt.parent / "tb", results, int(payload.get("step", 0)))
+    log_tensorboard(ckpt.parent / "tb", results, int(payload.get("step", 0)))
     return results, path
 
 
@@ -128,7 +128,8 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
     return result
 
 
-def _log_tensorboard(log_dir: Path, results: dict[str, Any], step: int) -> None:
+def log_tensorboard(log_dir: Path, results: dict[str, Any], step: int) -> None:
+    """Every score of ``results`` (metric key -> result) as ``metrics/<key>/<score>`` scalars at ``step``."""
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(log_dir))

@@ -181,6 +181,9 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
             scores[DOMAIN_INVARIANCE] = env_domain_invariance(model, cfg.data.env_id, seed=cfg.eval.seed,
                                                               env_kwargs=dict(cfg.data.env_kwargs))
         atomic_write_json(run_dir / "metrics.json", scores)
+        from darla.metrics import log_tensorboard
+
+        log_tensorboard(run_dir / "tb", scores, int(summary["step"]))
         summary["metrics"] = str(run_dir / "metrics.json")
     atomic_write_json(summary_path, summary)
     return summary

@@ -104,3 +104,25 @@ def test_domain_invariance_at_the_end_of_stage1_on_env_frames(tmp_path, capsys):
                  "eval.metrics=[domain_invariance]"]) != 0
     assert "eval.metrics: domain_invariance" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_final_metrics_reach_tensorboard_and_restarts_are_summarised(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", *TINY,
+                 "train.steps=4", "eval.metrics=[mig]", "eval.num_points=300", "train.restarts=2",
+                 "train.restart_steps=2"]) == 0
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    scores = json.loads((run / "metrics.json").read_text())["mig"]["scores"]
+    tag = f"metrics/mig/{next(iter(scores))}"
+    assert [(e.step, round(e.value, 6)) for e in acc.Scalars(tag)] == [(4, round(next(iter(scores.values())), 6))]
+    summary = json.loads((run / "stage1.json").read_text())
+    restarts = json.loads((run / "restarts.json").read_text())
+    assert summary["restarts"] == {"metric": "recon", "steps": 2, "chosen": restarts["chosen"]}
+    assert summary["train_seconds"] >= restarts["seconds"]  # the losing candidate's minutes count too
+    assert main(["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", *TINY,
+                 "train.steps=4", "eval.metrics=[mig]", "eval.num_points=300", "train.restarts=2",
+                 "train.restart_steps=2"]) == 0  # finished: returns at once, the choice stands
+    assert json.loads((run / "restarts.json").read_text()) == restarts

@@ -245,6 +245,22 @@ def test_lightgbm_dci_agrees_with_sklearn_reference():
     assert abs(completeness(fast)[0] - completeness(ref)[0]) <= 0.03
 
 
+def test_lightgbm_dci_survives_codes_with_nothing_to_split():
+    # Collapsed codes (every latent constant): no tree can split, as sklearn's GBT the predictor is the prior.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=(300, 2))
+    x = np.zeros((300, 4))
+    imp, train_acc, test_acc = importance_matrix(x[:200], y[:200], x[200:], y[200:], "lightgbm")
+    ref, ref_train, ref_test = importance_matrix(x[:200], y[:200], x[200:], y[200:], "sklearn_gbt")
+    assert np.all(imp == 0) and np.allclose(test_acc, ref_test) and np.allclose(train_acc, ref_train)
+    # Codes that vary but say nothing: each code value holds every class equally often, so no split has any gain.
+    i = np.arange(600)
+    x2, y2 = np.stack([i % 2, (i // 2) % 2], axis=1).astype(float), np.stack([(i // 4) % 3], axis=1)
+    imp2, _, test2 = importance_matrix(x2[:300], y2[:300], x2[300:], y2[300:], "lightgbm")
+    _, _, ref2 = importance_matrix(x2[:300], y2[:300], x2[300:], y2[300:], "sklearn_gbt")
+    assert np.all(imp2 == 0) and np.allclose(test2, ref2)
+
+
 def test_sap_perfect_and_random(perfect_cache, random_cache):
     good = compute_sap(noisy(perfect_cache))["scores"]["sap"]
     assert good > 0.3

@@ -111,6 +111,9 @@ def _fit_lightgbm(x, y, xt, yt, seed, n_estimators: int = 100, learning_rate: fl
     k, n = len(classes), len(yi)
     if k < 2:  # a factor constant on the train pool: nothing to learn
         return np.zeros(x.shape[1]), 1.0, float(np.mean(yt == classes[0]))
+    if np.all(x.min(axis=0) == x.max(axis=0)):  # every code constant (a collapsed model): the prior's majority class
+        major = classes[np.argmax(np.bincount(yi, minlength=k))]
+        return np.zeros(x.shape[1]), float(np.mean(y == major)), float(np.mean(yt == major))
     binary = k == 2
     trees = 1 if binary else k
     prior = np.bincount(yi, minlength=k) / n
@@ -133,6 +136,10 @@ def _fit_lightgbm(x, y, xt, yt, seed, n_estimators: int = 100, learning_rate: fl
         grad = p - onehot
         flat_grad = np.ascontiguousarray(grad.T).ravel()  # LightGBM wants class-major order
         booster.update(fobj=lambda preds, data: (flat_grad, unit))
+        if booster.num_trees() < (it + 1) * trees:
+            # No split lowers the loss (e.g. codes that are constant): LightGBM adds no tree; sklearn's would be
+            # a single leaf whose Newton step is ~0 after the prior, so boosting has ended either way.
+            break
         leaf = booster.predict(x, start_iteration=it, num_iteration=1, pred_leaf=True).reshape(n, trees)
         slot = (leaf + np.arange(trees) * leaves_per_tree).ravel()
         num = np.bincount(slot, weights=-grad.ravel(), minlength=trees * leaves_per_tree)
@@ -143,13 +150,17 @@ def _fit_lightgbm(x, y, xt, yt, seed, n_estimators: int = 100, learning_rate: fl
         raw += step[slot].reshape(n, trees)
         values.append(step.reshape(trees, leaves_per_tree))
 
+    stages = len(values)
+
     def predict_raw(data: np.ndarray) -> np.ndarray:
-        table = np.stack(values)  # (stages, trees, leaves)
         out = np.tile(init, (len(data), 1))
-        rows = max(1, (1 << 22) // max(1, n_estimators * trees))
+        if not stages:
+            return out
+        table = np.stack(values)  # (stages, trees, leaves)
+        rows = max(1, (1 << 22) // max(1, stages * trees))
         for i in range(0, len(data), rows):
-            leaf_t = booster.predict(data[i:i + rows], pred_leaf=True).reshape(-1, n_estimators, trees)
-            out[i:i + rows] += table[np.arange(n_estimators)[None, :, None], np.arange(trees)[None, None, :],
+            leaf_t = booster.predict(data[i:i + rows], pred_leaf=True).reshape(-1, stages, trees)
+            out[i:i + rows] += table[np.arange(stages)[None, :, None], np.arange(trees)[None, None, :],
                                      leaf_t].sum(axis=1)
         return out
 

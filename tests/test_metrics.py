@@ -424,3 +424,17 @@ def test_domain_invariance_random_code_scores_about_zero_and_bad_input_is_clear(
         compute_domain_invariance(a, {"t": b}, _scenes(5000), ("posX", "posY"), ("colour",))
     with pytest.raises(ValueError, match="codes: source and target"):
         latent_invariance(a, b[:10])
+
+
+def test_probe_r2_reads_linear_position_and_not_noise():
+    from vision.metrics.domain_invariance import compute_domain_invariance, probe_r2
+
+    f = _scenes(2000)
+    rng = np.random.default_rng(0)
+    linear = f @ np.array([[1.0, 0.5], [-0.3, 2.0]]) + 0.01 * rng.normal(size=f.shape)
+    assert probe_r2(linear, f) > 0.99
+    assert abs(probe_r2(rng.normal(size=(2000, 4)), f)) < 0.02
+    # Reported beside invariance: a code that ignores the image is invariant and holds no position.
+    blank = np.zeros((2000, 3))
+    r = compute_domain_invariance(blank, {"t": blank}, f, ("posX", "posY"), ("posX", "posY"))
+    assert abs(r["scores"]["probe_r2"]) < 0.02

@@ -13,7 +13,9 @@ a domain, different across) scores 0 too (its ratio is 2). Constant latents carr
 weight 0 in the summary.
 
 The summary weights latents by how much they tell about the chosen state factors (positions): a policy reads
-those, so their invariance is what transfer needs.
+those, so their invariance is what transfer needs. Beside it, ``probe_r2`` says how much of those factors the
+code holds at all (held-out R² of a linear probe on the source codes): invariance means something only at equal
+information, since a code that ignores the image is perfectly invariant.
 """
 from __future__ import annotations
 
@@ -50,6 +52,23 @@ def informativeness(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) 
     return (mi / h[keep]).max(1)
 
 
+def probe_r2(codes: np.ndarray, factors: np.ndarray) -> float:
+    """How much of ``factors`` (N, K) a linear read-out of ``codes`` (N, D) recovers: the mean over the factor
+    columns of the held-out R² of a ridge probe fitted on the first half of the rows and scored on the second."""
+    from sklearn.linear_model import Ridge
+
+    x = np.asarray(codes, dtype=np.float64)
+    y = np.asarray(factors, dtype=np.float64)
+    half = len(x) // 2
+    mu, sd = x[:half].mean(0), x[:half].std(0)
+    x = (x - mu) / np.where(sd > CONSTANT_STD, sd, 1.0)
+    pred = Ridge(alpha=1e-3).fit(x[:half], y[:half]).predict(x[half:])
+    resid = ((y[half:] - pred) ** 2).sum(0)
+    total = ((y[half:] - y[half:].mean(0)) ** 2).sum(0)
+    keep = total > 0
+    return float(np.mean(1.0 - resid[keep] / total[keep])) if keep.any() else float("nan")
+
+
 def compute_domain_invariance(source: np.ndarray, targets: dict[str, np.ndarray], factors: np.ndarray,
                               factor_names: Sequence[str], weight_factors: Sequence[str]) -> dict[str, Any]:
     """Domain invariance of codes of the same scenes in the source and in each target domain.
@@ -77,8 +96,10 @@ def compute_domain_invariance(source: np.ndarray, targets: dict[str, np.ndarray]
             "per_latent": inv.tolist(),
         }
     headline = float(np.nanmean([t["weighted"] for t in per_target.values()]))
+    # Invariance is only worth having beside information: a code that ignores everything is perfectly invariant.
+    r2 = probe_r2(source, np.asarray(factors)[:, cols])
     return make_result(
         "domain_invariance", "pooled_variance",
         {"weight_factors": list(weight_factors), "num_scenes": int(len(source)), "targets": list(targets)},
-        {"domain_invariance": headline}, {"per_target": per_target, "weights": weights.tolist()},
+        {"domain_invariance": headline, "probe_r2": r2}, {"per_target": per_target, "weights": weights.tolist()},
     )

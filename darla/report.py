@@ -8,6 +8,7 @@ central claim, measured.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -193,12 +194,26 @@ def kl_curves(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([[c.get(int(s), np.nan) for c in by_step] for s in steps])
 
 
-def latent_factors(run_dir: str | Path, data: str = "dsprites", num_points: int = 5_000,
+def run_ground_truth(checkpoint: str | Path) -> Any:
+    """The ground truth a stage-1 checkpoint was trained on: dSprites, or its env's scenes over every domain
+    (with the env kwargs, e.g. the board size, of the run)."""
+    from darla.config import DataConfig
+    from darla.stage1 import ground_truth_for
+    from vision.checkpoint import read_checkpoint
+
+    data = read_checkpoint(checkpoint).get("extra", {}).get("config", {}).get("data")
+    if not data:
+        raise ValueError(f"--data: {checkpoint} records no training data; name the ground truth with --data")
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    return ground_truth_for(DataConfig(**{k: v for k, v in data.items() if k in known}))
+
+
+def latent_factors(run_dir: str | Path, data: str = "auto", num_points: int = 5_000,
                    seed: int = 0) -> dict[str, Any]:
     """A stage-1 model with, per latent, its mean KL and its normalised MI with each varying factor.
 
     MI is the 20-bin histogram estimate used by MIG, divided by the factor's entropy, on ``num_points`` images
-    of the ground-truth ``data``. Returns ``model``, ``checkpoint``, ``kl`` (D,), ``nmi`` (D, K) and
+    of the ground-truth ``data`` ("auto": :func:`run_ground_truth`). Returns ``model``, ``checkpoint``, ``kl`` (D,), ``nmi`` (D, K) and
     ``factor_names`` (K varying factors).
     """
     import vision
@@ -211,7 +226,7 @@ def latent_factors(run_dir: str | Path, data: str = "dsprites", num_points: int 
 
     ckpt = resolve_checkpoint(run_dir)
     model = vision.load(ckpt, "cpu")
-    source = ground_truth(data)
+    source = ground_truth(data) if data != "auto" else run_ground_truth(ckpt)
     factors = pool_factors(source, num_points, 0, seed=seed)
     mu, logvar = encode_images(source, encoder_from_model(model), factors, progress=False)
     h = entropy(factors)
@@ -222,7 +237,7 @@ def latent_factors(run_dir: str | Path, data: str = "dsprites", num_points: int 
             "factor_names": [n for n, v in zip(source.factor_names, varying) if v]}
 
 
-def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", onset_nats: float = 0.5,
+def acquisition(run_dir: str | Path, out: str | Path, data: str = "auto", onset_nats: float = 0.5,
                 num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
     """KL per latent over training, each latent labelled by the factor it carries most information about.
 
@@ -261,7 +276,7 @@ def acquisition(run_dir: str | Path, out: str | Path, data: str = "dsprites", on
     return result
 
 
-def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "dsprites", min_kl: float = 0.1,
+def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "auto", min_kl: float = 0.1,
                         num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
     """Latent traversals of one image, one row per active latent (by decreasing KL), each row labelled with its KL
     and the factor it carries most information about (:func:`latent_factors`). Writes ``out`` (PNG) and its JSON."""
@@ -316,12 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("acquisition", help="KL per latent over a stage-1 run, labelled by factor (PNG + JSON)")
     q.add_argument("--run", required=True, help="stage-1 run directory")
     q.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
-    q.add_argument("--data", default="dsprites", help="ground-truth data the model was trained on")
+    q.add_argument("--data", default="auto", help="ground truth to label latents with (auto: what the run trained on)")
     q.add_argument("--onset-nats", type=float, default=0.5)
     t = sub.add_parser("traversals", help="traversals of a stage-1 model, rows labelled by KL and factor (PNG + JSON)")
     t.add_argument("--run", required=True, help="stage-1 run directory")
     t.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
-    t.add_argument("--data", default="dsprites", help="ground-truth data the model was trained on")
+    t.add_argument("--data", default="auto", help="ground truth to label latents with (auto: what the run trained on)")
     a = p.parse_args(argv)
     try:
         if a.cmd == "traversals":

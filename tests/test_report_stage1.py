@@ -46,3 +46,14 @@ def test_a_directory_without_a_run_is_one_clear_error(tmp_path, capsys):
     assert report_main(["acquisition", "--run", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err and not (tmp_path / "a.png").exists()
+
+
+def test_traversals_of_an_env_run_are_labelled_with_the_env_factors(tmp_path):
+    env_run = tmp_path / "sprites"
+    assert stage1_main([*TINY, f"run.dir={env_run}", "data.source=env", "data.env_id=darla/Sprites-v0",
+                        "data.num_images=64", "data.env_kwargs={grid: 4}"]) == 0
+    out = tmp_path / "trav.png"
+    assert report_main(["traversals", "--run", str(env_run), "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    sprites_factors = {"background_colour", "agent_colour", "goal_colour", "agent_x", "agent_y", "goal_x", "goal_y"}
+    assert rows and all(r["factor"] in sprites_factors for r in rows)

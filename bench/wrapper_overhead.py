@@ -58,6 +58,16 @@ def encoder_ms(encoder: FrozenEncoder, n: int, repeats: int = 200) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
+def call_ms(encoder: FrozenEncoder, frames: np.ndarray, repeats: int = 200) -> float:
+    """Milliseconds per ``encoder(frames)`` call (the wrapper's whole path: conversion, forward, copy back)."""
+    for _ in range(10):
+        encoder(frames)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        encoder(frames)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env-id", default="darla/Pickup-v0")
@@ -102,6 +112,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  bare encoder forward on {a.envs} frames: {enc_ms:.3f} ms; wrapper's own cost: {wrapped_ms - raw_ms - enc_ms:.3f} ms")
     verdict = "meets" if slowdown <= TARGET_SLOWDOWN else "misses"
     print(f"  wrapped is {100 * slowdown:.1f}% slower than raw ({verdict} the <= {100 * TARGET_SLOWDOWN:.0f}% target)")
+    # Mixed-precision encoder (FrozenEncoder(amp=True)) against fp32 on the env's own frames, rounds alternating.
+    amp = FrozenEncoder(model, device=device, amp=True)
+    if amp.amp_dtype is not None:
+        frames = np.asarray(raw.reset())
+        fp32_ms = min(call_ms(encoder, frames) for _ in range(a.rounds))
+        amp_ms = min(call_ms(amp, frames) for _ in range(a.rounds))
+        diff = float(np.abs(encoder(frames) - amp(frames)).max())
+        result["amp"] = {"dtype": str(amp.amp_dtype), "fp32_ms": round(fp32_ms, 3), "amp_ms": round(amp_ms, 3),
+                         "speedup": round(fp32_ms / amp_ms, 2), "max_abs_latent_diff": diff}
+        print(f"  encoder call on {a.envs} frames: fp32 {fp32_ms:.3f} ms, {amp.amp_dtype} autocast {amp_ms:.3f} ms "
+              f"({fp32_ms / amp_ms:.2f}x); largest latent difference {diff:.2e}")
+    else:
+        print(f"  no fast mixed precision on {device}: FrozenEncoder(amp=True) stays fp32")
     if a.out:
         atomic_write_json(Path(a.out), result)
     raw.close(), wrapped.close()

@@ -207,3 +207,19 @@ def test_to_tensor_channels_last_keeps_values_and_layout():
     assert plain.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(plain, cl)
     assert float(cl.max()) <= 1.0 and float(cl[0, 2, 1, 4]) == pytest.approx(frames[0, 1, 4, 2] / 255.0)
+
+
+def test_mixed_precision_encoder_stays_close_to_fp32():
+    from vision.runtime import autocast_dtype
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=6), (3, 64, 64))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    fp32, amp = FrozenEncoder(model), FrozenEncoder(model, amp=True)
+    out = amp(frames)
+    assert out.dtype == np.float32 and out.shape == (4, 6)
+    if autocast_dtype(torch.device("cpu")) is None:  # no native bf16: amp stays fp32, bit for bit
+        assert amp.amp_dtype is None and np.array_equal(out, fp32(frames))
+    else:
+        assert amp.amp_dtype == torch.bfloat16
+        np.testing.assert_allclose(out, fp32(frames), atol=0.05)

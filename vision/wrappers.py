@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from vision.checkpoint import load
 from vision.images import resize_frames, to_tensor
 from vision.models.base import VAEBase
-from vision.runtime import resolve_device
+from vision.runtime import autocast_dtype, resolve_device
 
 LATENT_MODES = ("mean", "sample", "mean+logvar")
 
@@ -61,6 +61,9 @@ class FrozenEncoder:
         standardize: emit μ (and samples) in units of the training-set latent statistics stored in the checkpoint,
             (μ − mean) / sd per latent, so low-variance but informative latents reach the policy at unit scale;
             log σ² is left as it is. Checkpoints without statistics are unaffected.
+        amp: run the encoder under mixed precision where the device has a fast kind (bf16 on AVX512-BF16/AMX CPUs,
+            fp16 on CUDA; elsewhere it stays fp32). Latents come out float32 but differ from fp32's by bf16
+            rounding (bench/wrapper_overhead.py prints the speed-up and the largest difference). Off by default.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class FrozenEncoder:
         resize: bool = True,
         seed: int | None = None,
         standardize: bool = True,
+        amp: bool = False,
     ) -> None:
         if latent not in LATENT_MODES:
             raise ValueError(f"latent: unknown mode {latent!r}; choose from {LATENT_MODES}")
@@ -94,6 +98,7 @@ class FrozenEncoder:
         self.latent = latent
         self.resize = resize
         self.standardize = standardize
+        self.amp_dtype = autocast_dtype(self.device) if amp else None
         self.input_shape: tuple[int, int, int] = tuple(model.input_shape)  # type: ignore[assignment]
         self.out_dim = 2 * model.latent_dim if latent == "mean+logvar" else model.latent_dim
         self._generator: torch.Generator | None = None
@@ -133,7 +138,9 @@ class FrozenEncoder:
         if frames.shape[1:3] != (h, w):
             frames = resize_frames(frames, (h, w))
         with torch.inference_mode():
-            mu, logvar = self.model.encode(to_tensor(frames, self.device, memory_format=torch.channels_last))
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                mu, logvar = self.model.encode(to_tensor(frames, self.device, memory_format=torch.channels_last))
+            mu, logvar = mu.float(), (logvar.float() if logvar is not None else None)
             if self.latent == "sample" and self.model.stochastic:
                 eps = torch.randn(mu.shape, generator=self._generator, device=self.device, dtype=mu.dtype)
                 mu = mu + eps * (0.5 * logvar).exp()

@@ -95,7 +95,9 @@ def compute_domain_invariance(source: np.ndarray, targets: dict[str, np.ndarray]
             "mean": float(inv[active].mean()) if active.any() else float("nan"),
             "per_latent": inv.tolist(),
         }
-    headline = float(np.nanmean([t["weighted"] for t in per_target.values()]))
+    weighted = np.array([t["weighted"] for t in per_target.values()])
+    # NaN when no latent carries position (a blank code): nothing to be invariant with
+    headline = float(weighted[np.isfinite(weighted)].mean()) if np.isfinite(weighted).any() else float("nan")
     # Invariance is only worth having beside information: a code that ignores everything is perfectly invariant.
     r2 = probe_r2(source, np.asarray(factors)[:, cols])
     return make_result(

@@ -249,23 +249,13 @@ def check_throughput(device: torch.device, sizes: Sizes, budget: Budget) -> Resu
                           "hidden": hidden, "batch": sizes.batch, "steps": sizes.steps, "images": sizes.images}
 
 
-def wrapper_call_ms(encoder: Any, frames: np.ndarray, repeats: int) -> float:
-    """Milliseconds per ``encoder(frames)``: uint8 in, numpy latents out, which also waits for the GPU's kernels."""
-    for _ in range(3):
-        encoder(frames)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        encoder(frames)
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def check_encoder(cuda: bool, sizes: Sizes, budget: Budget) -> Result:
     """Frozen conv64 encoder per batch of 8 and 64 frames on CUDA and CPU (the wrappers' per-step cost)."""
     if budget.left() < 30:
         return "time budget spent", "skipped", {}
     from vision.models import ModelConfig, build_model
     from vision.wrappers import FrozenEncoder
-    from wrapper_overhead import encoder_ms
+    from wrapper_overhead import call_ms, encoder_ms
 
     details: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     parts = []
@@ -276,7 +266,7 @@ def check_encoder(cuda: bool, sizes: Sizes, budget: Budget) -> Result:
         calls, bare = {}, {}
         for n in (8, 64):
             frames = np.random.default_rng(0).integers(0, 256, size=(n, 64, 64, 3), dtype=np.uint8)
-            calls[n] = wrapper_call_ms(encoder, frames, sizes.encoder_repeats)
+            calls[n] = call_ms(encoder, frames, sizes.encoder_repeats)
             bare[n] = encoder_ms(encoder, n, sizes.encoder_repeats)
         details[dev] = {"wrapper_call_ms": {n: round(v, 3) for n, v in calls.items()},
                         "bare_encoder_ms": {n: round(v, 3) for n, v in bare.items()}}

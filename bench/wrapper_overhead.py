@@ -59,7 +59,8 @@ def encoder_ms(encoder: FrozenEncoder, n: int, repeats: int = 200) -> float:
 
 
 def call_ms(encoder: FrozenEncoder, frames: np.ndarray, repeats: int = 200) -> float:
-    """Milliseconds per ``encoder(frames)`` call (the wrapper's whole path: conversion, forward, copy back)."""
+    """Milliseconds per ``encoder(frames)`` call (the wrapper's whole path: conversion, forward, copy back to numpy,
+    which also waits for a GPU's kernels)."""
     for _ in range(10):
         encoder(frames)
     start = time.perf_counter()

@@ -345,7 +345,9 @@ def run_check(report: Report, name: str, fn: Callable[[], Result]) -> Row:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="docs/gpu.md", help="markdown table (JSON goes beside it, .json)")
+    p.add_argument("--out", default="", help="markdown table (JSON goes beside it, .json); default docs/gpu.md on a "
+                                             "CUDA machine, runs/gpu_check/gpu.md without one (a CPU smoke run "
+                                             "does not overwrite the GPU record)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every check")
     p.add_argument("--budget", type=float, default=480.0,
                    help="seconds for the whole run; later checks shrink or skip to stay within it")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "torch": torch.__version__, "cuda_runtime": "?", "cudnn": "?",
                                            "python": platform.python_version(), "cpu_count": os.cpu_count(),
                                            "cuda_available": cuda, "sizes": sizes_name, "error": _one_line(e)}
-    report = Report(Path(a.out), env)
+    report = Report(Path(a.out or ("docs/gpu.md" if cuda else "runs/gpu_check/gpu.md")), env)
     run_check(report, "CUDA device", lambda: check_device(env))
     run_check(report, "tests/test_cuda.py", lambda: check_tests(cuda, budget))
     run_check(report, "stage-1 throughput (AMP vs plain fp32)", lambda: check_throughput(device, sizes, budget))

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 # ----- stage 1 ---------------------------------------------------------------------------------------------
 DATA_SOURCES = ("dsprites", "env", "frames")
-COVERAGES = ("source", "source+target-factors", "randomised")
+COVERAGES = ("source", "source+target-factors", "held-out-combinations", "randomised")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class DataConfig:
     env_id: str = ""  # env: any registered Gymnasium id, e.g. darla/Pickup-v0, CarRacing-v3 (frames resized to 64x64)
     imports: list[str] = field(default_factory=list)  # env: modules to import first (they register non-darla ids)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    coverage: str = "source"  # env: source | source+target-factors | randomised
+    coverage: str = "source"  # env: source | source+target-factors | held-out-combinations | randomised
     policy: str = "random"  # env: random | explore
     seed: int = 0
 

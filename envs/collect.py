@@ -5,6 +5,9 @@ Coverage protocols (what the vision module may see; the policy of stage 2 only e
 - ``"source"``: source-domain factor values only.
 - ``"source+target-factors"``: every factor value of the source and of one target domain (per-factor union):
   the vision module has seen the target values, the policy never has (the "OOD1" setting).
+- ``"held-out-combinations"``: every factor value of the source and of one target domain, but no frame whose
+  visual values are all the target's (domain ``"source+target~target"``): the target's values are seen, the
+  target's scenes never are, so transfer to it is zero-shot for the vision module too.
 - ``"randomised"``: every value of every factor (domain ``"all"``).
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ from tqdm.auto import tqdm
 from envs.core import FactorEnv
 from envs.registry import ENV_IDS
 
-COVERAGES = ("source", "source+target-factors", "randomised")
+COVERAGES = ("source", "source+target-factors", "held-out-combinations", "randomised")
 POLICIES = ("random", "explore")
 
 
@@ -51,6 +54,8 @@ def coverage_domain(coverage: str, target: str = "target") -> str:
         return "source"
     if coverage == "source+target-factors":
         return f"source+{target}"
+    if coverage == "held-out-combinations":
+        return f"source+{target}~{target}"
     if coverage == "randomised":
         return "all"
     raise ValueError(f"coverage: unknown {coverage!r}; use one of {', '.join(COVERAGES)}")

@@ -130,20 +130,45 @@ class FactorSpace:
 
 @dataclass(frozen=True, eq=False)
 class Domain:
-    """Allowed value indices per factor (every value for state factors)."""
+    """Allowed value indices per factor (every value for state factors), minus the combinations of any
+    ``excluded`` domain (a held-out target: its values may appear, never all together)."""
 
     name: str
     allowed: tuple[np.ndarray, ...]
+    excluded: tuple["Domain", ...] = ()
 
     def contains(self, factors: np.ndarray) -> np.ndarray:
-        """Boolean (n,) mask of factor rows (n, K) whose every value is allowed."""
+        """Boolean (n,) mask of factor rows (n, K) whose every value is allowed (and that no excluded domain holds)."""
         f = np.atleast_2d(factors)
-        return np.all([np.isin(f[:, k], a) for k, a in enumerate(self.allowed)], axis=0)
+        inside = np.all([np.isin(f[:, k], a) for k, a in enumerate(self.allowed)], axis=0)
+        for d in self.excluded:
+            inside &= ~d.contains(f)
+        return inside
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, K) int64 factor indices, each factor uniform over its allowed values, independently."""
+        """(n, K) int64 factor indices, each factor uniform over its allowed values, independently (rows an
+        excluded domain holds are redrawn)."""
         cols = [a[rng.integers(0, len(a), size=n)] for a in self.allowed]
-        return np.stack(cols, axis=1).astype(np.int64)
+        out = np.stack(cols, axis=1).astype(np.int64)
+        bad = ~self.contains(out)
+        while bad.any():
+            out[bad] = np.stack([a[rng.integers(0, len(a), size=int(bad.sum()))] for a in self.allowed], axis=1)
+            bad = ~self.contains(out)
+        return out
+
+    def visual_combinations(self, visual: Sequence[int]) -> np.ndarray:
+        """Every allowed combination (M, len(visual)) of the ``visual`` factors' values, excluded ones removed."""
+        grids = np.meshgrid(*[self.allowed[k] for k in visual], indexing="ij")
+        combos = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
+        if not self.excluded:
+            return combos
+        rows = np.zeros((len(combos), len(self.allowed)), dtype=np.int64)
+        for j, k in enumerate(visual):
+            rows[:, k] = combos[:, j]
+        keep = np.ones(len(combos), dtype=bool)
+        for d in self.excluded:  # state factors take every value in a domain, so index 0 stands for any state
+            keep &= ~np.all([np.isin(rows[:, k], d.allowed[k]) for k in visual], axis=0)
+        return combos[keep]
 
 
 def resolve_domain(space: FactorSpace, named: Mapping[str, Mapping[str, Sequence[int]]], domain: DomainSpec) -> Domain:
@@ -180,6 +205,11 @@ def resolve_domain(space: FactorSpace, named: Mapping[str, Mapping[str, Sequence
         raise TypeError(f"domain: expected a name or a mapping factor -> values, got {type(domain).__name__}")
     if domain == "all":
         return Domain("all", tuple(full))
+    if "~" in domain:  # "source+target~target": the union, without any combination the named domains hold
+        kept, *held_out = domain.split("~")
+        base = resolve_domain(space, named, kept)
+        excluded = tuple(resolve_domain(space, named, h) for h in held_out)
+        return Domain(domain, base.allowed, excluded)
     parts = domain.split("+")
     unknown = [p for p in parts if p not in named]
     if unknown:
@@ -247,6 +277,8 @@ class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
         self._f = np.zeros(len(self.factor_space), dtype=np.int64)
         self._visual = np.asarray(self.factor_space.visual, dtype=np.int64)
         self._visual_allowed = [self.domain.allowed[k] for k in self.factor_space.visual]
+        # With held-out combinations, one variate picks a whole allowed combination (the rest are still drawn).
+        self._visual_combos = self.domain.visual_combinations(self._visual) if self.domain.excluded else None
         self._appearances: dict[tuple[int, ...], Any] = {}
         self._frame: np.ndarray | None = None
 
@@ -277,8 +309,11 @@ class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
         # One uniform variate per visual factor whatever the domain: the state draws that follow use the same
         # stream in every domain, so domains differ only in appearance.
         u = self.np_random.random(len(self._visual))
-        for j, (k, allowed) in enumerate(zip(self._visual, self._visual_allowed)):
-            self._f[k] = allowed[int(u[j] * len(allowed))]
+        if self._visual_combos is not None:
+            self._f[self._visual] = self._visual_combos[int(u[0] * len(self._visual_combos))]
+        else:
+            for j, (k, allowed) in enumerate(zip(self._visual, self._visual_allowed)):
+                self._f[k] = allowed[int(u[j] * len(allowed))]
         self._reset_state()
         return self._observe(), self._info()
 

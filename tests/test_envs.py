@@ -161,7 +161,7 @@ def test_pickup_shaping_is_bounded():
     assert abs(shaped.sum() - sparse.sum()) <= 0.1 * np.hypot(6, 6)  # potential-based: telescopes
 
 
-@pytest.mark.parametrize("coverage", ["source", "source+target-factors", "randomised"])
+@pytest.mark.parametrize("coverage", ["source", "source+target-factors", "held-out-combinations", "randomised"])
 @pytest.mark.parametrize("policy", ["random", "explore"])
 def test_collect_frames_coverage(coverage, policy):
     data = collect_frames("darla/Pickup-v0", 1000, coverage=coverage, policy=policy, seed=1, progress=False)
@@ -174,9 +174,13 @@ def test_collect_frames_coverage(coverage, policy):
     target = {name: set(v) for name, v in table["target"].items()}
     if coverage == "source":
         assert all(seen[n] <= source[n] for n in seen)
-    elif coverage == "source+target-factors":
+    elif coverage in ("source+target-factors", "held-out-combinations"):
         assert all(seen[n] <= source[n] | target[n] for n in seen)
         assert any(seen[n] - source[n] for n in seen)  # target values appear (1000 frames: several episodes)
+        cols = [data.factor_names.index(n) for n in table["target"]]
+        in_target = np.all([np.isin(data.factors[:, c], sorted(target[n])) for c, n in zip(cols, table["target"])], axis=0)
+        if coverage == "held-out-combinations":  # ... but never all together: no frame is a target-domain frame
+            assert not in_target.any()
     else:
         assert seen["lighting"] - source["lighting"]  # values of other target domains too
     # Frames are the observations of those factors.
@@ -271,3 +275,22 @@ def test_preview_cli(tmp_path):
     import cv2
     sheet = cv2.imread(str(out))
     assert sheet is not None and sheet.shape[0] > 2 * 64 * 2 and sheet.shape[1] >= 4 * 64
+
+
+def test_held_out_combinations_domain_sees_every_target_value_never_a_target_scene():
+    from envs.core import resolve_domain
+
+    env = gym.make("darla/Sprites-v0", domain="source+target~target").unwrapped
+    space = env.factor_space
+    target = resolve_domain(space, env.DOMAINS, "target")
+    rows = np.array([space.vector(env.reset(seed=i)[1]["factors"]) for i in range(300)])
+    assert not target.contains(rows).any() and env.domain.contains(rows).all()
+    for k in space.visual:  # every target value appears, mixed with source values
+        assert set(target.allowed[k].tolist()) <= set(rows[:, k].tolist())
+    drawn = env.domain.sample(2000, np.random.default_rng(0))
+    assert not target.contains(drawn).any()
+    # The state stream is the same as in any other domain: same seed, same positions.
+    plain = gym.make("darla/Sprites-v0", domain="source").unwrapped
+    state = [k for k in range(len(space)) if k not in space.visual]
+    a, b = env.reset(seed=7)[1]["factors"], plain.reset(seed=7)[1]["factors"]
+    assert [a[space.names[k]] for k in state] == [b[space.names[k]] for k in state]

@@ -3,9 +3,9 @@
     python bench/gpu_check.py                              # on a CUDA machine, from the repository root (~3-4 min)
     python bench/gpu_check.py --quick --out /tmp/gpu.md    # a smoke run with tiny sizes (tens of seconds on a CPU)
 
-Writes the table as markdown to ``--out`` (default ``docs/gpu.md`` on a CUDA machine, ``runs/gpu_check/gpu.md`` without one) and everything measured, with tracebacks of
-failures, as JSON beside it (``docs/gpu.json``); both are rewritten after every check, so a run killed part-way
-still leaves the rows it finished. Each check runs in its own try/except: a failure is a row, not a crash. The
+Writes the table as markdown to ``--out`` (default ``docs/gpu.md`` on a CUDA machine, ``runs/gpu_check/gpu.md``
+without one) and everything measured, with tracebacks of failures, as JSON beside it (``.json``); both are
+rewritten after every check, so a run killed part-way still leaves the rows it finished. Each check runs in its own try/except: a failure is a row, not a crash. The
 exit status is 1 when a row failed, else 0. Without a CUDA device every check still runs, on the CPU with the
 tiny ``--quick`` sizes, and the table says so.
 

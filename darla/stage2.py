@@ -40,7 +40,7 @@ from agents.callbacks import EvalHistory, MultiDomainEvalCallback, PeriodicCallb
 from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
-from darla.runs import import_env_modules as import_modules
+from darla import runs
 from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
@@ -62,7 +62,7 @@ RESUMABLE_KEYS = ("run.", "train.total_timesteps", "train.device", "train.num_th
 # ----- environments ----------------------------------------------------------------------------------------
 def import_env_modules(env: EnvConfig) -> None:
     """Import darla's ``envs`` and the modules ``env.imports`` names (they register non-darla ids)."""
-    import_modules(env.imports, "env.imports")
+    runs.import_env_modules(env.imports, "env.imports")
 
 
 def domain_names(env: EnvConfig) -> list[str]:

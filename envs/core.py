@@ -160,14 +160,9 @@ class Domain:
         """Every allowed combination (M, len(visual)) of the ``visual`` factors' values, excluded ones removed."""
         grids = np.meshgrid(*[self.allowed[k] for k in visual], indexing="ij")
         combos = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
-        if not self.excluded:
-            return combos
-        rows = np.zeros((len(combos), len(self.allowed)), dtype=np.int64)
-        for j, k in enumerate(visual):
-            rows[:, k] = combos[:, j]
         keep = np.ones(len(combos), dtype=bool)
-        for d in self.excluded:  # state factors take every value in a domain, so index 0 stands for any state
-            keep &= ~np.all([np.isin(rows[:, k], d.allowed[k]) for k in visual], axis=0)
+        for d in self.excluded:  # a domain allows every state value, so its visual values alone decide
+            keep &= ~np.all([np.isin(combos[:, j], d.allowed[k]) for j, k in enumerate(visual)], axis=0)
         return combos[keep]
 
 

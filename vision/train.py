@@ -305,10 +305,9 @@ def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainCo
         model = build()
         cand_cfg = replace(cfg, seed=seed, steps=cfg.restart_steps, restarts=1)
         got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra)
-        payload = read_checkpoint(got.checkpoint)
         terms = heldout_terms(model, held_out, cfg.restart_steps)
         candidates.append({"k": k, "seed": seed, "score": terms[cfg.restart_metric], "terms": terms,
-                           "train_seconds": float(payload["extra"].get("train_seconds", 0.0)),
+                           "train_seconds": got.train_seconds,
                            "kl_per_latent": got.kl_per_latent, "checkpoint": got.checkpoint})
     best = min(candidates, key=lambda c: c["score"])
     summary = {"metric": cfg.restart_metric, "steps": cfg.restart_steps, "num_frames": len(held_out),

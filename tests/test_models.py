@@ -406,3 +406,27 @@ def test_beta_vae_dae_errors_name_the_key(dae_checkpoint, tmp_path):
     empty = build_model(_cfg("beta_vae_dae"), SHAPE, N_DATA, pretrained=False)
     with pytest.raises(RuntimeError, match="no DAE loaded"):
         empty.loss(_batch())
+
+
+def test_broadcast_decoder_sees_position_through_coordinates():
+    """The spatial-broadcast body: 64×64 output, coordinate channels fixed (not trained), and a shifted code is
+    the only way its output can differ between two images (same code → same image, everywhere)."""
+    from vision.nets import BroadcastDecoder
+
+    dec = BroadcastDecoder(latent_dim=4, out_channels=3)
+    z = torch.randn(5, 4)
+    out = dec(z)
+    assert out.shape == (5, 3, 64, 64)
+    assert "coords" not in dict(dec.named_parameters()) and "coords" not in dec.state_dict()
+    assert torch.equal(dec.coords[0, 0, 0], torch.linspace(-1, 1, 16))  # x varies along a row
+    assert torch.equal(dec.coords[0, 1, :, 0], torch.linspace(-1, 1, 16))  # y down a column
+    assert torch.allclose(dec(z[:1].expand(2, 4))[0], dec(z[:1].expand(2, 4))[1])
+    model = build_model(_cfg("beta_vae", decoder="broadcast"), SHAPE)
+    assert model.loss(torch.rand(4, *SHAPE)).loss.isfinite()
+
+
+def test_decoder_option_errors_name_the_key():
+    with pytest.raises(ValueError, match="model.decoder: unknown 'spatial'"):
+        ModelConfig(decoder="spatial")
+    with pytest.raises(ValueError, match="model.decoder: 'broadcast' needs model.arch=conv64"):
+        ModelConfig(decoder="broadcast", arch="mlp")

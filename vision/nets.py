@@ -2,7 +2,8 @@
 
 ``Conv64Encoder``/``Conv64Decoder`` are the standard disentanglement architecture (Higgins et al. 2017;
 Burgess et al. 2018; disentanglement_lib): four 4×4 stride-2 convolutions with 32-32-64-64 channels, a
-256-unit dense layer, and linear heads. ``MLPEncoder``/``MLPDecoder`` serve small vector inputs.
+256-unit dense layer, and linear heads. ``BroadcastDecoder`` is a spatial-broadcast decoder (Watters et al. 2019)
+for the same 64×64 images. ``MLPEncoder``/``MLPDecoder`` serve small vector inputs.
 """
 from __future__ import annotations
 
@@ -67,6 +68,36 @@ class Conv64Decoder(nn.Module):
         return self.deconvs(self.fc(z).view(-1, 64, 4, 4))
 
 
+class BroadcastDecoder(nn.Module):
+    """(N, latent_dim) -> (N, C, 64, 64): the code is tiled over a ``grid``×``grid`` map beside x/y coordinate channels.
+
+    A spatial-broadcast decoder (Watters et al. 2019): every cell sees the whole code and where it is, so moving an
+    object is a shift in what the coordinates are compared against, not a re-synthesis of a dense feature map. This
+    prior is what lets a latent carry x alone or y alone. Watters broadcast at full resolution; to stay within the
+    conv64 decoder's cost on a CPU the map here is 16×16, followed by two 4×4 stride-2 transposed convolutions to 64×64.
+    """
+
+    def __init__(self, latent_dim: int, out_channels: int, grid: int = 16, channels: int = 32) -> None:
+        super().__init__()
+        self.grid = grid
+        lin = torch.linspace(-1.0, 1.0, grid)
+        yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)  # (1, 2, g, g)
+        self.convs = nn.Sequential(
+            nn.Conv2d(latent_dim + 2, channels, 3, 1, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(channels, out_channels, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        tiled = z[:, :, None, None].expand(n, z.shape[1], self.grid, self.grid)
+        coords = self.coords.to(z.dtype).expand(n, -1, -1, -1)
+        return self.convs(torch.cat([tiled, coords], dim=1))
+
+
 class MLPEncoder(nn.Module):
     """(N, *input_shape) -> (N, out_dim) through ReLU hidden layers."""
 
@@ -112,10 +143,20 @@ def make_encoder(arch: str, input_shape: Sequence[int], out_dim: int, hidden: in
     raise ValueError(f"model.arch: unknown architecture {arch!r}; choose 'conv64' or 'mlp'")
 
 
-def make_decoder(arch: str, latent_dim: int, output_shape: Sequence[int], hidden: int = 256) -> nn.Module:
-    """Decoder body matching :func:`make_encoder`."""
+DECODERS = ("deconv", "broadcast")
+
+
+def make_decoder(arch: str, latent_dim: int, output_shape: Sequence[int], hidden: int = 256,
+                 decoder: str = "deconv") -> nn.Module:
+    """Decoder body matching :func:`make_encoder`; for conv64, ``decoder`` picks "deconv" or "broadcast"."""
+    if decoder not in DECODERS:
+        raise ValueError(f"model.decoder: unknown {decoder!r}; choose from {DECODERS}")
     if arch == "conv64":
+        if decoder == "broadcast":
+            return BroadcastDecoder(latent_dim, output_shape[0])
         return Conv64Decoder(latent_dim, output_shape[0], hidden)
+    if decoder != "deconv":
+        raise ValueError(f"model.decoder: {decoder!r} needs model.arch=conv64, got {arch!r}")
     if arch == "mlp":
         return MLPDecoder(latent_dim, output_shape, (hidden, hidden))
     raise ValueError(f"model.arch: unknown architecture {arch!r}; choose 'conv64' or 'mlp'")

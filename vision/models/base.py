@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vision.losses import LIKELIHOODS, gaussian_kl, reconstruction_loss
-from vision.nets import make_decoder, make_encoder
+from vision.nets import DECODERS, make_decoder, make_encoder
 
 
 @dataclass
@@ -27,6 +27,7 @@ class ModelConfig:
 
     family: str = "beta_vae"
     arch: str = "conv64"  # conv64 | mlp
+    decoder: str = "deconv"  # conv64 decoder body: deconv (Burgess) | broadcast (spatial broadcast, Watters et al.)
     latent_dim: int = 10
     hidden: int = 256
     likelihood: str = "bernoulli"  # bernoulli | gaussian
@@ -61,6 +62,19 @@ class ModelConfig:
     # β-VAE_DAE (DARLA): path to a trained DAE run directory or checkpoint, and the feature layer J.
     dae_checkpoint: str = ""
     dae_layer: str = "bottleneck"  # bottleneck | conv1..conv4 | fc | recon
+    # DC-IGN (Kulkarni et al.): each factor with more than one value (or each one named in dcign_factors, in that
+    # order) owns dcign_latents_per_factor consecutive latents; the remaining latents are the rest group, which
+    # explains the factors not named (drawn in rest batches, dcign_rest_weight times as often as each factor's).
+    # Clamped units get the gradient dcign_clamp_weight·(z − batch mean).
+    dcign_latents_per_factor: int = 1
+    dcign_factors: list[str] = field(default_factory=list)
+    dcign_rest_weight: float = 1.0
+    dcign_clamp_weight: float = 1.0
+    # InfoGAN (Chen et al.): the code is infogan_categories class probabilities + (latent_dim − infogan_categories)
+    # continuous codes; G also takes infogan_noise_dim noise inputs; infogan_lambda weighs the MI term. D/Q use disc_lr.
+    infogan_categories: int = 3
+    infogan_noise_dim: int = 5
+    infogan_lambda: float = 1.0
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1:
@@ -69,6 +83,10 @@ class ModelConfig:
             raise ValueError(f"model.likelihood: unknown {self.likelihood!r}; choose from {LIKELIHOODS}")
         if self.arch not in ("conv64", "mlp"):
             raise ValueError(f"model.arch: unknown {self.arch!r}; choose 'conv64' or 'mlp'")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"model.decoder: unknown {self.decoder!r}; choose from {DECODERS}")
+        if self.decoder != "deconv" and self.arch != "conv64":
+            raise ValueError(f"model.decoder: {self.decoder!r} needs model.arch=conv64, got {self.arch!r}")
         if self.beta < 0:
             raise ValueError(f"model.beta: must be >= 0, got {self.beta}")
         if self.beta_steps < 0 or self.beta_start < 0:
@@ -81,6 +99,22 @@ class ModelConfig:
             raise ValueError(f"model.mask_min/mask_max: need 0 < mask_min <= mask_max <= 1, got {self.mask_min}, {self.mask_max}")
         if self.c_steps < 1:
             raise ValueError(f"model.c_steps: must be >= 1, got {self.c_steps}")
+        if self.dcign_latents_per_factor < 1:
+            raise ValueError(f"model.dcign_latents_per_factor: must be >= 1, got {self.dcign_latents_per_factor}")
+        if len(set(self.dcign_factors)) != len(self.dcign_factors):
+            raise ValueError(f"model.dcign_factors: names a factor twice: {list(self.dcign_factors)}")
+        if self.dcign_rest_weight < 0 or self.dcign_clamp_weight < 0:
+            raise ValueError(f"model.dcign_rest_weight/dcign_clamp_weight: must be >= 0, got "
+                             f"{self.dcign_rest_weight}, {self.dcign_clamp_weight}")
+        if self.infogan_categories < 0 or self.infogan_categories == 1:
+            raise ValueError(f"model.infogan_categories: must be 0 (no categorical code) or >= 2, got {self.infogan_categories}")
+        if self.infogan_noise_dim < 0:
+            raise ValueError(f"model.infogan_noise_dim: must be >= 0, got {self.infogan_noise_dim}")
+        if self.infogan_lambda < 0:
+            raise ValueError(f"model.infogan_lambda: must be >= 0, got {self.infogan_lambda}")
+        if self.family == "infogan" and self.latent_dim < self.infogan_categories:
+            raise ValueError(f"model.latent_dim: infogan's code holds the infogan_categories={self.infogan_categories} "
+                             f"class probabilities, so it needs latent_dim >= {self.infogan_categories}, got {self.latent_dim}")
 
 
 def adam(params: list[nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Adam:
@@ -112,7 +146,7 @@ class VAEBase(nn.Module):
         self.dataset_size = int(dataset_size)  # N of the training set; TC estimators need it
         out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
         self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
-        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden)
+        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden, cfg.decoder)
         # Per-latent mean and sd of μ over the training frames, fitted once training ends (fit_latent_stats).
         # Policies read standardised μ: a β-VAE's informative but low-variance latents (sd ~0.02 beside an
         # sd-1 one) otherwise look constant to an MLP. Identity until fitted.

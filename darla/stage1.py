@@ -70,6 +70,24 @@ def ground_truth_for(data: DataConfig) -> Any:
     raise ConfigError("eval.metrics: metrics need ground-truth factors; set data.env_id to the env the frames came from")
 
 
+def training_ground_truth(cfg: Stage1Config) -> Any:
+    """The ground truth a model that renders its own batches (DC-IGN) trains on: dSprites, or the env's scene over
+    the domain ``data.coverage`` collects from, so such a model sees no factor value the stored frames could not."""
+    family = cfg.model.family
+    if cfg.data.source == "dsprites":
+        return DSprites()
+    if not cfg.data.env_id:
+        raise ConfigError(f"model.family: {family!r} renders its batches from ground-truth factors and these frames "
+                          "have none; use data.source=dsprites or data.env_id of an env that reports factors")
+    from envs import scene_data
+    from envs.collect import coverage_domain
+
+    try:
+        return scene_data(cfg.data.env_id, domain=coverage_domain(cfg.data.coverage), **dict(cfg.data.env_kwargs))
+    except ValueError as e:
+        raise ConfigError(f"model.family: {family!r} renders its batches from ground-truth factors; {e}") from None
+
+
 def suite_metrics(cfg: Stage1Config) -> list[str]:
     """``cfg.eval.metrics`` without the env metric (domain invariance is scored on the env, at the end only)."""
     return [m for m in cfg.eval.metrics if m != DOMAIN_INVARIANCE]
@@ -122,6 +140,8 @@ def check_config(cfg: Stage1Config) -> None:
                           "set eval.metrics=[]")
     if DOMAIN_INVARIANCE in cfg.eval.metrics and not cfg.data.env_id:
         raise ConfigError("eval.metrics: domain_invariance renders scenes in each domain; it needs data.env_id")
+    if hasattr(MODEL_FAMILIES[cfg.model.family], "batch_sampler"):  # renders its batches: the data must have factors
+        training_ground_truth(cfg)
 
 
 def _chosen_seconds(restarts: dict[str, Any]) -> float:
@@ -140,6 +160,10 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
         h, w, c = store.observation_shape
         seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
         model = build_model(cfg.model, (c, h, w), len(store))
+        ground_truth = None
+        if hasattr(model, "batch_sampler"):  # it draws its own batches: check it can on this data before training
+            ground_truth = training_ground_truth(cfg)
+            model.batch_sampler(store, ground_truth)
     summary_path = run_dir / "stage1.json"
     restarts = None
     if cfg.train.restarts > 1:
@@ -148,9 +172,10 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
             restarts = json.loads(restarts_path.read_text())
         else:
             restarts = select_restart(lambda: build_model(cfg.model, (c, h, w), len(store)), store, cfg.train, run_dir,
-                                      progress=progress, extra={"config": to_dict(cfg)})
+                                      progress=progress, extra={"config": to_dict(cfg)}, ground_truth=ground_truth)
     result: TrainResult = train(model, store, cfg.train, run_dir, progress=progress, extra={"config": to_dict(cfg)},
-                                evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every)
+                                evaluate=headline_scores(cfg) if cfg.eval.every else None, eval_every=cfg.eval.every,
+                                ground_truth=ground_truth)
     if result.resumed_from >= cfg.train.steps and summary_path.exists():
         summary: dict[str, Any] = json.loads(summary_path.read_text())  # already finished: its summary stands
     else:

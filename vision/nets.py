@@ -147,13 +147,14 @@ DECODERS = ("deconv", "broadcast")
 
 
 def make_decoder(arch: str, latent_dim: int, output_shape: Sequence[int], hidden: int = 256,
-                 decoder: str = "deconv") -> nn.Module:
-    """Decoder body matching :func:`make_encoder`; for conv64, ``decoder`` picks "deconv" or "broadcast"."""
+                 decoder: str = "deconv", decoder_channels: int = 32) -> nn.Module:
+    """Decoder body matching :func:`make_encoder`; for conv64, ``decoder`` picks "deconv" or "broadcast"
+    (``decoder_channels`` wide)."""
     if decoder not in DECODERS:
         raise ValueError(f"model.decoder: unknown {decoder!r}; choose from {DECODERS}")
     if arch == "conv64":
         if decoder == "broadcast":
-            return BroadcastDecoder(latent_dim, output_shape[0])
+            return BroadcastDecoder(latent_dim, output_shape[0], channels=decoder_channels)
         return Conv64Decoder(latent_dim, output_shape[0], hidden)
     if decoder != "deconv":
         raise ValueError(f"model.decoder: {decoder!r} needs model.arch=conv64, got {arch!r}")

@@ -20,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from vision.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
 from vision.data.frames import FrameStore
+from vision.data.ground_truth import GroundTruthData
 from vision.images import to_tensor
 from vision.models.base import VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
@@ -104,6 +105,7 @@ def train(
     extra: dict[str, Any] | None = None,
     evaluate: Callable[[VAEBase], dict[str, float]] | None = None,
     eval_every: int = 0,
+    ground_truth: GroundTruthData | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``store`` for ``cfg.steps`` steps, resuming from ``run_dir/checkpoint.pt`` if present.
 
@@ -113,6 +115,10 @@ def train(
     With ``evaluate`` (model -> named scores) and ``eval_every`` > 0, the model is scored every ``eval_every``
     steps and at the last step: scores go to tensorboard (``metrics/…``) and, with the step and the training
     seconds spent so far (evaluation time excluded, summed over resumes), to ``run_dir/metrics_curve.json``.
+
+    A model with a ``batch_sampler(store, ground_truth)`` hook (DC-IGN) draws its own batches: the hook returns
+    ``draw(batch_size, generator) -> (uint8 frames, train_step keyword arguments)``, fed by the same checkpointed
+    generator as the uniform draw. ``ground_truth`` is the data it renders from (None: the frames have no factors).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,7 @@ def train(
     # Data: uint8 on the device (on CUDA the whole set moves once; batches are indexed there).
     frames = torch.from_numpy(store.frames).to(device)
     sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    draw = model.batch_sampler(store, ground_truth) if hasattr(model, "batch_sampler") else None
     # Conv nets train channels-last: the frames' own HWC layout, and what oneDNN's bf16 kernels want (≈1.5x a
     # contiguous bf16 step, measured on a 2-core AVX512-BF16 CPU; bench/train_throughput.py gives the total).
     fmt = torch.channels_last if model.cfg.arch == "conv64" else torch.contiguous_format
@@ -181,9 +188,14 @@ def train(
     bar = progress_bar(total=cfg.steps, initial=start, desc=f"stage1 {model.family}", disable=not progress, dynamic_ncols=True)
     try:
         for step in range(start, cfg.steps):
-            idx = torch.randint(len(store), (cfg.batch_size,), generator=sampler)
-            x = to_tensor(frames[idx.to(device)], device, memory_format=fmt)
-            out = model.train_step(x, step, optimizers, scaler=scaler, autocast=use_amp)
+            if draw is None:
+                idx = torch.randint(len(store), (cfg.batch_size,), generator=sampler)
+                batch, step_kwargs = frames[idx.to(device)], {}
+            else:
+                rendered, step_kwargs = draw(cfg.batch_size, sampler)
+                batch = torch.from_numpy(rendered).to(device)
+            x = to_tensor(batch, device, memory_format=fmt)
+            out = model.train_step(x, step, optimizers, scaler=scaler, autocast=use_amp, **step_kwargs)
             n_images += cfg.batch_size
             done = step + 1
             # On CUDA the check waits for the GPU, so it runs on logging steps only there.
@@ -283,7 +295,8 @@ def heldout_terms(model: VAEBase, frames: np.ndarray, step: int, seed: int = 0, 
 
 
 def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainConfig, run_dir: str | Path, *,
-                   progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   progress: bool = True, extra: dict[str, Any] | None = None,
+                   ground_truth: GroundTruthData | None = None) -> dict[str, Any]:
     """Best of ``cfg.restarts`` initialisations; the winner's checkpoint becomes ``run_dir/checkpoint.pt``.
 
     The β-VAE's code is decided in the first thousand steps and then stays (docs/stage1.md), so which latents a
@@ -291,7 +304,8 @@ def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainCo
     ``build()`` and trained ``cfg.restart_steps`` steps in ``run_dir/restarts/<k>`` (resumable like any run); each
     is scored on the same held-out frames by ``cfg.restart_metric``, and the lowest continues — :func:`train` on
     ``run_dir`` then resumes the winner's checkpoint, parameters, optimiser and random state. No labels are used.
-    Writes and returns ``run_dir/restarts.json``.
+    Writes and returns ``run_dir/restarts.json``. ``ground_truth`` goes to :func:`train` (models that draw their
+    own batches).
     """
     from dataclasses import replace
 
@@ -304,7 +318,8 @@ def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainCo
         seed_everything(seed)  # the candidate's initial weights
         model = build()
         cand_cfg = replace(cfg, seed=seed, steps=cfg.restart_steps, restarts=1)
-        got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra)
+        got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra,
+                    ground_truth=ground_truth)
         terms = heldout_terms(model, held_out, cfg.restart_steps)
         candidates.append({"k": k, "seed": seed, "score": terms[cfg.restart_metric], "terms": terms,
                            "train_seconds": got.train_seconds,

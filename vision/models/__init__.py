@@ -9,11 +9,14 @@ from vision.models.beta_tcvae import BetaTCVAE
 from vision.models.beta_vae import AE, VAE, BetaVAE
 from vision.models.beta_vae_dae import BetaVAE_DAE
 from vision.models.dae import DAE
+from vision.models.dc_ign import DCIGN
 from vision.models.dip_vae import DIPVAE
 from vision.models.factor_vae import FactorVAE
+from vision.models.infogan import InfoGAN
 
 MODEL_FAMILIES: dict[str, type[VAEBase]] = {
-    cls.family: cls for cls in (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, DAE, BetaVAE_DAE)
+    cls.family: cls
+    for cls in (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, DAE, BetaVAE_DAE, DCIGN, InfoGAN)
 }
 
 
@@ -32,5 +35,5 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], dataset_size: int 
 
 __all__ = [
     "MODEL_FAMILIES", "build_model", "ModelConfig", "VAEBase", "LossOutput", "AE", "VAE", "BetaVAE",
-    "AnnealedVAE", "FactorVAE", "BetaTCVAE", "DIPVAE", "DAE", "BetaVAE_DAE",
+    "AnnealedVAE", "FactorVAE", "BetaTCVAE", "DIPVAE", "DAE", "BetaVAE_DAE", "DCIGN", "InfoGAN",
 ]

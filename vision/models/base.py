@@ -28,6 +28,7 @@ class ModelConfig:
     family: str = "beta_vae"
     arch: str = "conv64"  # conv64 | mlp
     decoder: str = "deconv"  # conv64 decoder body: deconv (Burgess) | broadcast (spatial broadcast, Watters et al.)
+    decoder_channels: int = 32  # width of the broadcast decoder's convolutions
     latent_dim: int = 10
     hidden: int = 256
     likelihood: str = "bernoulli"  # bernoulli | gaussian
@@ -85,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"model.arch: unknown {self.arch!r}; choose 'conv64' or 'mlp'")
         if self.decoder not in DECODERS:
             raise ValueError(f"model.decoder: unknown {self.decoder!r}; choose from {DECODERS}")
+        if self.decoder_channels < 1:
+            raise ValueError(f"model.decoder_channels: must be >= 1, got {self.decoder_channels}")
         if self.decoder != "deconv" and self.arch != "conv64":
             raise ValueError(f"model.decoder: {self.decoder!r} needs model.arch=conv64, got {self.arch!r}")
         if self.beta < 0:
@@ -103,15 +106,13 @@ class ModelConfig:
             raise ValueError(f"model.dcign_latents_per_factor: must be >= 1, got {self.dcign_latents_per_factor}")
         if len(set(self.dcign_factors)) != len(self.dcign_factors):
             raise ValueError(f"model.dcign_factors: names a factor twice: {list(self.dcign_factors)}")
-        if self.dcign_rest_weight < 0 or self.dcign_clamp_weight < 0:
-            raise ValueError(f"model.dcign_rest_weight/dcign_clamp_weight: must be >= 0, got "
-                             f"{self.dcign_rest_weight}, {self.dcign_clamp_weight}")
+        for name in ("dcign_rest_weight", "dcign_clamp_weight", "infogan_lambda"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name}: must be >= 0, got {getattr(self, name)}")
         if self.infogan_categories < 0 or self.infogan_categories == 1:
             raise ValueError(f"model.infogan_categories: must be 0 (no categorical code) or >= 2, got {self.infogan_categories}")
         if self.infogan_noise_dim < 0:
             raise ValueError(f"model.infogan_noise_dim: must be >= 0, got {self.infogan_noise_dim}")
-        if self.infogan_lambda < 0:
-            raise ValueError(f"model.infogan_lambda: must be >= 0, got {self.infogan_lambda}")
         if self.family == "infogan" and self.latent_dim < self.infogan_categories:
             raise ValueError(f"model.latent_dim: infogan's code holds the infogan_categories={self.infogan_categories} "
                              f"class probabilities, so it needs latent_dim >= {self.infogan_categories}, got {self.latent_dim}")
@@ -146,7 +147,8 @@ class VAEBase(nn.Module):
         self.dataset_size = int(dataset_size)  # N of the training set; TC estimators need it
         out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
         self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
-        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden, cfg.decoder)
+        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden, cfg.decoder,
+                                    cfg.decoder_channels)
         # Per-latent mean and sd of μ over the training frames, fitted once training ends (fit_latent_stats).
         # Policies read standardised μ: a β-VAE's informative but low-variance latents (sd ~0.02 beside an
         # sd-1 one) otherwise look constant to an MLP. Identity until fitted.

@@ -19,7 +19,7 @@ from vision.metrics.mig import compute_mig, mig_from_mi
 from vision.metrics.modularity_explicitness import compute_modularity_explicitness, modularity
 from vision.metrics.sap import compute_sap, top_two_gap
 from vision.metrics.udr import pair_score
-from vision.metrics.unsupervised import compute_unsupervised, gaussian_total_correlation
+from vision.metrics.unsupervised import compute_unsupervised, gaussian_total_correlation, rotation_gain
 from vision.metrics.utils import discretize, entropy, mutual_info_matrix
 
 SMALL = {"num_train": 1000, "num_eval": 500}
@@ -284,6 +284,20 @@ def test_unsupervised_scores(perfect_cache, random_cache):
     assert mixed["scores"]["gaussian_total_correlation"] > 0.2
     # The plug-in MI of independent latents is biased upwards (~(bins - 1)² / 2n); correlated ones score higher.
     assert indep["mutual_info_score"] < 0.2 < mixed["scores"]["mutual_info_score"]
+
+
+def test_rotation_gain_sees_axes_rotated_off_the_independent_directions():
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-1, 1, (20_000, 2))
+    assert rotation_gain(u) < 0.02  # already along the independent directions
+    for deg, want in ((45, 1.2), (20, None)):  # two uniforms mixed at 45°: kurtosis −0.6 each instead of −1.2
+        t = np.radians(deg)
+        gain = rotation_gain(u @ np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]))
+        assert gain == pytest.approx(want, abs=0.05) if want else 0.2 < gain < 1.2
+    # Scaling, shifting or swapping latents changes nothing; Gaussian latents have no preferred axes (gain ≈ 0).
+    assert rotation_gain(3 * u[:, ::-1] + 7) == pytest.approx(rotation_gain(u), abs=1e-9)
+    assert rotation_gain(rng.normal(size=(20_000, 3))) < 0.1
+    assert rotation_gain(u[:, :1]) == 0.0
 
 
 # ----- invariances -----------------------------------------------------------------------------------------------

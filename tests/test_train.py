@@ -198,6 +198,21 @@ def test_best_of_restarts_continues_the_lowest_scoring_candidate_exactly(store, 
     assert torch.equal(state, torch.get_rng_state())
 
 
+def test_restarts_can_choose_by_rotation_gain(store, tmp_path):
+    from vision.train import heldout_rotation_gain, select_restart
+
+    def build():
+        return build_model(ModelConfig(latent_dim=4), (1, 64, 64), len(store))
+
+    got = select_restart(build, store, _cfg(4, restarts=2, restart_steps=2, restart_metric="rotation"),
+                         tmp_path / "rot", progress=False)
+    scores = [c["score"] for c in got["candidates"]]
+    assert scores == [c["terms"]["rotation"] for c in got["candidates"]] and min(scores) >= 0
+    assert got["metric"] == "rotation" and got["chosen"] == int(np.argmin(scores))
+    model = build()
+    assert heldout_rotation_gain(model, store.frames[:64]) == 0.0  # untrained: no latent above 0.5 nats
+
+
 def test_restart_settings_are_checked():
     with pytest.raises(ValueError, match="train.restart_steps: must be < train.steps"):
         TrainConfig(steps=100, restarts=2, restart_steps=100)

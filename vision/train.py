@@ -26,7 +26,7 @@ from vision.models.base import VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
 from vision.viz import reconstruction_grid, save_png, traversal_grid
 
-RESTART_METRICS = ("recon", "loss")  # train.restart_metric
+RESTART_METRICS = ("recon", "loss", "rotation")  # train.restart_metric
 
 
 @dataclass
@@ -49,7 +49,9 @@ class TrainConfig:
     # own initial weights, the one with the lowest ``restart_metric`` on held-out frames continues to ``steps``.
     restarts: int = 1
     restart_steps: int = 1_000
-    restart_metric: str = "recon"  # recon (reconstruction term) | loss (the full training objective)
+    # recon (reconstruction term) | loss (the full training objective) | rotation (rotation_gain of the active
+    # latents' means: how far the code's axes are from its most independent directions)
+    restart_metric: str = "recon"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "image_every", "ckpt_every", "restarts", "restart_steps"):
@@ -294,6 +296,30 @@ def heldout_terms(model: VAEBase, frames: np.ndarray, step: int, seed: int = 0, 
     return {k: v / len(frames) for k, v in sums.items()}
 
 
+RESTART_ACTIVE_KL = 0.5  # nats: a latent carries information for the rotation score when its mean KL exceeds this
+
+
+@torch.no_grad()
+def heldout_rotation_gain(model: VAEBase, frames: np.ndarray, batch: int = 256) -> float:
+    """:func:`~vision.metrics.unsupervised.rotation_gain` of the posterior means of the latents with mean KL above
+    ``RESTART_ACTIVE_KL`` on ``frames`` (uint8, N×H×W×C). No labels: it asks whether rotating two of the code's
+    axes would make them more independent, as when x and y of a 2-D position are encoded along diagonals."""
+    from vision.metrics.representation import mean_kl
+    from vision.metrics.unsupervised import rotation_gain
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    mus, lvs = [], []
+    for i in range(0, len(frames), batch):
+        mu, lv = model.encode(to_tensor(frames[i:i + batch], device))
+        mus.append(mu.float().cpu().numpy())
+        lvs.append(lv.float().cpu().numpy())
+    model.train(was_training)
+    mu, lv = np.concatenate(mus), np.concatenate(lvs)
+    return rotation_gain(mu[:, mean_kl(mu, lv) > RESTART_ACTIVE_KL].astype(np.float64))
+
+
 def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainConfig, run_dir: str | Path, *,
                    progress: bool = True, extra: dict[str, Any] | None = None,
                    ground_truth: GroundTruthData | None = None) -> dict[str, Any]:
@@ -321,6 +347,7 @@ def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainCo
         got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra,
                     ground_truth=ground_truth)
         terms = heldout_terms(model, held_out, cfg.restart_steps)
+        terms["rotation"] = heldout_rotation_gain(model, held_out)
         candidates.append({"k": k, "seed": seed, "score": terms[cfg.restart_metric], "terms": terms,
                            "train_seconds": got.train_seconds,
                            "kl_per_latent": got.kl_per_latent, "checkpoint": got.checkpoint})

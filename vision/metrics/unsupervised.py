@@ -6,6 +6,10 @@
   2 tr Σ − 2 tr (Σ diag Σ)^{1/2}; ``..._norm`` divides it by tr Σ.
 * ``mutual_info_score``: mean plug-in mutual information (nats) over ordered pairs of distinct latents,
   each discretised into 20 equal-width bins.
+* ``rotation_gain``: ICA's view of axis alignment — over pairs of latents whose means vary (sd > 0.05), the
+  largest increase of |excess kurtosis| (summed over the pair) that some rotation of the pair would bring; 0 when
+  every pair already lies along its most non-Gaussian (independent) directions. Two independent uniform factors
+  encoded at 45° score ≈ 1.2 (each latent a triangular-ish mixture, kurtosis −0.6, instead of −1.2 twice).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.stats
 
 from vision.metrics.representation import RepresentationCache
 from vision.metrics.utils import NUM_BINS, discretize, make_result, mutual_info_matrix, timer
@@ -45,9 +50,34 @@ def mean_pairwise_mi(codes: np.ndarray, num_bins: int = NUM_BINS) -> float:
     return float(mi.sum() / (d * d - d))
 
 
+ROTATION_ANGLES = 91  # 0°..90° in 1° steps: rotating a pair by 90° only swaps and negates its axes
+ACTIVE_SD = 0.05  # a latent whose posterior mean varies less than this is collapsed (FactorVAE's prune threshold)
+
+
+def rotation_gain(codes: np.ndarray, num_angles: int = ROTATION_ANGLES) -> float:
+    """Largest gain in summed |excess kurtosis| any pair of columns of ``codes`` (n, d) gets from its best rotation.
+
+    Each column is standardised first. 0 for fewer than two columns. Independent non-Gaussian factors each on its
+    own latent score ≈ 0; the same factors encoded along rotated axes score up to the kurtosis the mixing destroyed.
+    """
+    d = codes.shape[1]
+    if d < 2:
+        return 0.0
+    z = (codes - codes.mean(axis=0)) / codes.std(axis=0)
+    theta = np.linspace(0.0, np.pi / 2, num_angles)[:, None]
+    best = 0.0
+    for i in range(d):
+        for j in range(i + 1, d):
+            u = np.cos(theta) * z[:, i] + np.sin(theta) * z[:, j]  # (angles, n)
+            v = -np.sin(theta) * z[:, i] + np.cos(theta) * z[:, j]
+            k = np.abs(scipy.stats.kurtosis(u, axis=1)) + np.abs(scipy.stats.kurtosis(v, axis=1))
+            best = max(best, float(k.max() - k[0]))
+    return best
+
+
 def compute_unsupervised(cache: RepresentationCache, seed: int = 0, progress: bool = False, *,
                          num_bins: int = NUM_BINS) -> dict[str, Any]:
-    """The three unsupervised scores on the train pool's posterior means."""
+    """The unsupervised scores on the train pool's posterior means."""
     params = {"num_bins": num_bins, "seed": seed, **cache.provenance()}
     with timer() as t:
         mu = cache.train.mu.astype(np.float64)
@@ -58,5 +88,6 @@ def compute_unsupervised(cache: RepresentationCache, seed: int = 0, progress: bo
             "gaussian_wasserstein_correlation": wc,
             "gaussian_wasserstein_correlation_norm": wc / np.trace(cov) if np.trace(cov) > 0 else float("nan"),
             "mutual_info_score": mean_pairwise_mi(mu, num_bins),
+            "rotation_gain": rotation_gain(mu[:, mu.std(axis=0) > ACTIVE_SD]),
         }
     return make_result(NAME, "hist20", params, scores, seconds=t[0])

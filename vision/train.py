@@ -303,7 +303,8 @@ RESTART_ACTIVE_KL = 0.5  # nats: a latent carries information for the rotation s
 def heldout_rotation_gain(model: VAEBase, frames: np.ndarray, batch: int = 256) -> float:
     """:func:`~vision.metrics.unsupervised.rotation_gain` of the posterior means of the latents with mean KL above
     ``RESTART_ACTIVE_KL`` on ``frames`` (uint8, N×H×W×C). No labels: it asks whether rotating two of the code's
-    axes would make them more independent, as when x and y of a 2-D position are encoded along diagonals."""
+    axes would make them more independent, as when x and y of a 2-D position are encoded along diagonals. A code with
+    fewer than two such latents scores infinity: a candidate that has not left the blank-image plateau is no pick."""
     from vision.metrics.representation import mean_kl
     from vision.metrics.unsupervised import rotation_gain
 
@@ -317,7 +318,10 @@ def heldout_rotation_gain(model: VAEBase, frames: np.ndarray, batch: int = 256) 
         lvs.append(lv.float().cpu().numpy())
     model.train(was_training)
     mu, lv = np.concatenate(mus), np.concatenate(lvs)
-    return rotation_gain(mu[:, mean_kl(mu, lv) > RESTART_ACTIVE_KL].astype(np.float64))
+    active = mean_kl(mu, lv) > RESTART_ACTIVE_KL
+    if active.sum() < 2:  # still on the blank-image plateau (or one latent): nothing to judge, never the pick
+        return float("inf")
+    return rotation_gain(mu[:, active].astype(np.float64))
 
 
 def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainConfig, run_dir: str | Path, *,

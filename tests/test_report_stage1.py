@@ -9,7 +9,7 @@ from darla.stage1 import main as stage1_main
 
 TINY = ["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", "data.num_images=256", "train.batch_size=16",
         "train.log_every=2", "train.image_every=100", "train.ckpt_every=100", "model.latent_dim=4",
-        "train.num_threads=1", "eval.metrics=[]", "train.steps=6"]
+        "train.num_threads=1", "eval.metrics=[]", "train.steps=6", "train.restarts=1"]
 
 
 @pytest.fixture(scope="module")

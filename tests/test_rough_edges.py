@@ -29,7 +29,7 @@ STAGE2_TINY = [f"env.id={ENV}", "env.n_envs=2", "train.total_timesteps=64", "tra
                "agent.policy_kwargs={net_arch: [32]}"]
 STAGE1_TINY = ["data.num_images=64", "train.batch_size=8", "train.log_every=1", "train.image_every=100",
                "train.ckpt_every=100", "model.latent_dim=4", "train.num_threads=1", "eval.metrics=[]",
-               "train.steps=2"]
+               "train.steps=2", "train.restarts=1"]
 
 
 def one_line_error(capsys) -> str:

@@ -69,7 +69,7 @@ def _tiny_sweep(tmp_path: Path, seeds: list[int]) -> SweepConfig:
     """A finished 2-β × seeds stage-1 sweep, its trials run in-process (the selection does not need Ray)."""
     spec = SweepConfig(stage="stage1", base=str(ROOT / "configs/dsprites/beta_vae.yaml"),
                        overrides=["data.num_images=256", "train.steps=3", "train.batch_size=8", "model.latent_dim=3",
-                                  "train.image_every=100", "train.ckpt_every=100"],
+                                  "train.image_every=100", "train.ckpt_every=100", "train.restarts=1"],
                        grid={"model.beta": [1, 4], "train.seed": seeds}, dir=str(tmp_path / "sweep"))
     trials = expand(spec)
     write_plan(spec, trials)

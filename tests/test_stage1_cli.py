@@ -13,13 +13,14 @@ from vision.runtime import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.num_images=256", "train.batch_size=16", "train.log_every=2", "train.image_every=100",
-        "train.ckpt_every=100", "model.latent_dim=4", "train.num_threads=1", "eval.metrics=[]"]
+        "train.ckpt_every=100", "model.latent_dim=4", "train.num_threads=1", "eval.metrics=[]", "train.restarts=1"]
 
 
 def _cli(run_dir: Path, *extra: str) -> None:
     """One stage-1 run in its own Python process (fresh interpreter, fresh RNG state)."""
     cmd = [sys.executable, "-m", "darla.stage1", "--config", "configs/dsprites/beta_vae.yaml",
-           f"run.dir={run_dir}", "train.steps=6", *TINY, "eval.metrics=[mig]", "eval.num_points=300", *extra]
+           f"run.dir={run_dir}", "train.steps=6", *TINY, "eval.metrics=[mig]", "eval.num_points=300",
+           "train.restarts=2", "train.restart_steps=3", *extra]  # the shipped recipe's restarts, in miniature
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
 
 
@@ -112,7 +113,7 @@ def test_final_metrics_reach_tensorboard_and_restarts_are_summarised(tmp_path):
     run = tmp_path / "run"
     assert main(["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", *TINY,
                  "train.steps=4", "eval.metrics=[mig]", "eval.num_points=300", "train.restarts=2",
-                 "train.restart_steps=2"]) == 0
+                 "train.restart_steps=2", "train.restart_metric=recon"]) == 0
     acc = EventAccumulator(str(run / "tb"))
     acc.Reload()
     scores = json.loads((run / "metrics.json").read_text())["mig"]["scores"]

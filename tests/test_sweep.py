@@ -16,7 +16,7 @@ from darla.sweep import (STAGES, SUMMARY_JSON, SUMMARY_MD, SWEEP_PLAN, MissingRa
 ROOT = Path(__file__).resolve().parents[1]
 # Stage-1 runs of a few seconds: 256 dSprites images, 3 steps, 3 latents.
 TINY = ["data.num_images=256", "train.steps=3", "train.batch_size=8", "model.latent_dim=3", "eval.metrics=[]",
-        "train.log_every=1", "train.image_every=100", "train.ckpt_every=100"]
+        "train.log_every=1", "train.image_every=100", "train.ckpt_every=100", "train.restarts=1"]
 
 
 @pytest.fixture(autouse=True)

@@ -308,6 +308,18 @@ def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "auto"
     return result
 
 
+def prior_samples(run_dir: str | Path, out: str | Path, n: int = 32, seed: int = 0) -> Path:
+    """Write ``n`` images the model of ``run_dir`` renders from codes drawn from its prior (4 rows) to ``out``."""
+    import vision
+    from vision.checkpoint import resolve_checkpoint
+    from vision.viz import sample_grid, save_png
+
+    if n < 4 or n % 4:
+        raise ValueError(f"--n: the samples fill 4 rows; give a positive multiple of 4, got {n}")
+    model = vision.load(resolve_checkpoint(run_dir), "cpu")
+    return save_png(out, sample_grid(model, n, rows=4, seed=seed))
+
+
 def _vision_run_of(stage2_run: Path) -> str:
     """The stage-1 run directory a stage-2 run used (from its resolved config)."""
     from omegaconf import OmegaConf
@@ -337,12 +349,20 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--run", required=True, help="stage-1 run directory")
     t.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
     t.add_argument("--data", default="auto", help="ground truth to label latents with (auto: what the run trained on)")
+    m = sub.add_parser("samples", help="images a stage-1 model renders from codes drawn from its prior (PNG)")
+    m.add_argument("--run", required=True, help="stage-1 run directory")
+    m.add_argument("--out", required=True, help="output PNG")
+    m.add_argument("--n", type=int, default=32, help="number of samples (a multiple of 4)")
+    m.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
         if a.cmd == "traversals":
             trav = labelled_traversals(a.run, a.out, a.data)
             print("\n".join(f"z{r['latent']}: KL {r['kl']:.2f}, {r['factor']} (MI {r['normalised_mi']:.2f}, next "
                             f"{r['next_best_mi']:.2f})" for r in trav["rows"]))
+            return 0
+        if a.cmd == "samples":
+            print(f"{a.n} samples written to {prior_samples(a.run, a.out, a.n, a.seed)}")
             return 0
         if a.cmd == "acquisition":
             acq = acquisition(a.run, a.out, a.data, a.onset_nats)

@@ -57,3 +57,16 @@ def test_traversals_of_an_env_run_are_labelled_with_the_env_factors(tmp_path):
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     sprites_factors = {"background_colour", "agent_colour", "goal_colour", "agent_x", "agent_y", "goal_x", "goal_y"}
     assert rows and all(r["factor"] in sprites_factors for r in rows)
+
+
+def test_prior_samples_are_a_four_row_grid_and_repeatable(run, tmp_path, capsys):
+    import cv2
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert report_main(["samples", "--run", str(run), "--out", str(a), "--n", "8"]) == 0
+    assert report_main(["samples", "--run", str(run), "--out", str(b), "--n", "8"]) == 0
+    img = cv2.imread(str(a))
+    assert img.shape == (4 * 66 + 2, 2 * 66 + 2, 3)  # 64-px images with a 2-px border, 4 rows of 2
+    assert a.read_bytes() == b.read_bytes()  # same seed, same samples
+    assert report_main(["samples", "--run", str(run), "--out", str(tmp_path / "c.png"), "--n", "6"]) == 2
+    assert "--n" in capsys.readouterr().err and not (tmp_path / "c.png").exists()

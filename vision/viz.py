@@ -1,4 +1,4 @@
-"""Pictures of a vision model: reconstructions and latent traversals, as uint8 HWC grids."""
+"""Pictures of a vision model: reconstructions, latent traversals and prior samples, as uint8 HWC grids."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,6 +66,21 @@ def traversal_grid(
     images = to_uint8_hwc(model.render(z))
     model.train(was)
     return grid(images, rows=len(order))
+
+
+@torch.no_grad()
+def sample_grid(model: VAEBase, n: int = 32, rows: int = 4, seed: int = 0) -> np.ndarray:
+    """``n`` images rendered from codes drawn from the model's prior: N(0, I) for the VAE family, the generator's
+    code distribution for models that define ``sample_code`` (InfoGAN). The caller's random state is untouched."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        z = model.sample_code(n, "cpu")[0] if hasattr(model, "sample_code") else torch.randn(n, model.latent_dim)
+    images = to_uint8_hwc(model.render(z.to(dev)))
+    model.train(was)
+    return grid(images, rows=rows)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:

@@ -11,6 +11,7 @@ import vision
 from darla.stage1 import main
 from vision.checkpoint import save_checkpoint
 from vision.models import MODEL_FAMILIES, InfoGAN, ModelConfig, build_model
+from vision.models.base import weights_frozen
 from vision.wrappers import FrozenEncoder
 
 SHAPE = (1, 64, 64)
@@ -69,7 +70,7 @@ def test_each_player_step_leaves_the_other_alone():
     d_total.backward()
     assert all(p.grad is None for p in model.main_parameters())  # fakes are detached for D/Q
     model.zero_grad(set_to_none=True)
-    with model._frozen(model.discriminator_parameters()):
+    with weights_frozen(model.discriminator_parameters()):
         g_total, _ = model.generator_loss(fake, code, classes)
         g_total.backward()
     assert all(p.grad is None for p in model.discriminator_parameters())

@@ -11,8 +11,9 @@ Inputs are float tensors (N, C, H, W) in [0, 1] (see :mod:`vision.images`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -121,6 +122,36 @@ class ModelConfig:
 def adam(params: list[nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Adam:
     """Adam with the fused kernel (one kernel for all parameters: measurably faster on CPU and CUDA)."""
     return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+
+
+def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler | None" = None,
+                  update_scaler: bool = True) -> None:
+    """Zero ``opt``'s gradients, back-propagate ``loss`` (scaled when a CUDA fp16 ``scaler`` is given) and step.
+
+    Models with two players step twice per batch and update the scaler only after the last step."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    if update_scaler:
+        scaler.update()
+
+
+@contextmanager
+def weights_frozen(params: list[nn.Parameter]) -> Iterator[None]:
+    """Within the block, ``params`` get no gradient: a player's step back-propagates through the other player's
+    network into its input without computing (or accumulating) gradients for that network's own weights."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
 
 
 @dataclass
@@ -260,17 +291,9 @@ class VAEBase(nn.Module):
         autocast: bool = False,
     ) -> LossOutput:
         """One optimisation step on batch ``x``; returns the evaluated loss. Override for adversarial models."""
-        opt = optimizers["main"]
         with torch.autocast(device_type=x.device.type, enabled=autocast):
             out = self.loss(x, step)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(out.loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            out.loss.backward()
-            opt.step()
+        backward_step(out.loss, optimizers["main"], scaler)
         return out
 
     def extra_state(self) -> dict[str, Any]:

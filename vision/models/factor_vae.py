@@ -1,14 +1,13 @@
 """FactorVAE (Kim & Mnih 2018): VAE + γ·TC, the TC estimated by a discriminator (density-ratio trick)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision.models.base import LossOutput, ModelConfig, VAEBase, adam
+from vision.models.base import LossOutput, ModelConfig, VAEBase, adam, backward_step, weights_frozen
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
@@ -66,19 +65,6 @@ class FactorVAE(VAEBase):
         opts["disc"] = adam(list(self.discriminator.parameters()), self.cfg.disc_lr, betas=(0.5, 0.9))
         return opts
 
-    @contextmanager
-    def _discriminator_frozen(self) -> Iterator[None]:
-        # The VAE step needs gradients through D into z, not into D's own weights: skip computing them.
-        params = list(self.discriminator.parameters())
-        flags = [p.requires_grad for p in params]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, f in zip(params, flags):
-                p.requires_grad_(f)
-
     def discriminator_loss(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the discriminator on detached codes ``z`` (B >= 2), and its accuracy.
 
@@ -108,27 +94,16 @@ class FactorVAE(VAEBase):
             raise ValueError(f"batch_size: factor_vae needs at least 2 samples per batch, got {x.shape[0]}")
         main, disc = optimizers["main"], optimizers["disc"]
         # 1. VAE step (the discriminator acts as a fixed function of z).
-        with self._discriminator_frozen(), torch.autocast(device_type=x.device.type, enabled=autocast):
+        # (the discriminator gets no weight gradients here: the VAE step only needs its gradient into z)
+        with weights_frozen(list(self.discriminator.parameters())), \
+                torch.autocast(device_type=x.device.type, enabled=autocast):
             out = self.loss(x, step)
-        main.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(out.loss).backward()
-            scaler.step(main)
-        else:
-            out.loss.backward()
-            main.step()
+        backward_step(out.loss, main, scaler, update_scaler=False)
         # 2. Discriminator step on the same (detached) codes.
         assert out.z is not None
         with torch.autocast(device_type=x.device.type, enabled=autocast):
             d_loss, d_acc = self.discriminator_loss(out.z)
-        disc.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(d_loss).backward()
-            scaler.step(disc)
-            scaler.update()
-        else:
-            d_loss.backward()
-            disc.step()
+        backward_step(d_loss, disc, scaler)
         out.terms["disc_loss"] = d_loss.detach()
         out.terms["disc_acc"] = d_acc
         return out

@@ -20,15 +20,14 @@ blank frames within a few hundred steps and its saturated output never came back
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from vision.models.base import LossOutput, ModelConfig, VAEBase, adam
+from vision.models.base import LossOutput, ModelConfig, VAEBase, adam, backward_step, weights_frozen
 from vision.nets import CONV_CHANNELS, make_decoder, make_encoder
 
 GAN_BETAS = (0.5, 0.999)
@@ -258,18 +257,6 @@ class InfoGAN(VAEBase):
         return {"main": adam(self.main_parameters(), lr, betas=GAN_BETAS),
                 "disc": adam(self.discriminator_parameters(), self.cfg.disc_lr, betas=GAN_BETAS)}
 
-    @contextmanager
-    def _frozen(self, params: list[nn.Parameter]) -> Iterator[None]:
-        # The G step needs gradients through D and Q into the image, not into their weights: skip computing them.
-        flags = [p.requires_grad for p in params]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, f in zip(params, flags):
-                p.requires_grad_(f)
-
     def train_step(
         self,
         x: torch.Tensor,
@@ -284,22 +271,10 @@ class InfoGAN(VAEBase):
         with torch.autocast(device_type=x.device.type, enabled=autocast):
             fake, code, classes = self._fake(x.shape[0], x.device)
             d_total, d_terms = self.discriminator_loss(x, fake, code, classes)
-        disc.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(d_total).backward()
-            scaler.step(disc)
-        else:
-            d_total.backward()
-            disc.step()
+        backward_step(d_total, disc, scaler, update_scaler=False)
         # 2. G through the updated, frozen D and Q on the same fakes.
-        with self._frozen(dq_params), torch.autocast(device_type=x.device.type, enabled=autocast):
+        # (D and Q get no weight gradients here: the G step only needs their gradient into the image)
+        with weights_frozen(dq_params), torch.autocast(device_type=x.device.type, enabled=autocast):
             g_total, g_terms = self.generator_loss(fake, code, classes)
-        main.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(g_total).backward()
-            scaler.step(main)
-            scaler.update()
-        else:
-            g_total.backward()
-            main.step()
+        backward_step(g_total, main, scaler)
         return LossOutput(loss=g_total.detach(), terms={**d_terms, **g_terms, "loss": g_total.detach()})

@@ -125,5 +125,5 @@ def test_final_metrics_reach_tensorboard_and_restarts_are_summarised(tmp_path):
     assert summary["train_seconds"] >= restarts["seconds"]  # the losing candidate's minutes count too
     assert main(["--no-progress", "--config", "configs/dsprites/beta_vae.yaml", f"run.dir={run}", *TINY,
                  "train.steps=4", "eval.metrics=[mig]", "eval.num_points=300", "train.restarts=2",
-                 "train.restart_steps=2"]) == 0  # finished: returns at once, the choice stands
+                 "train.restart_steps=2", "train.restart_metric=recon"]) == 0  # finished: the choice stands
     assert json.loads((run / "restarts.json").read_text()) == restarts

@@ -213,8 +213,8 @@ def latent_factors(run_dir: str | Path, data: str = "auto", num_points: int = 5_
     """A stage-1 model with, per latent, its mean KL and its normalised MI with each varying factor.
 
     MI is the 20-bin histogram estimate used by MIG, divided by the factor's entropy, on ``num_points`` images
-    of the ground-truth ``data`` ("auto": :func:`run_ground_truth`). Returns ``model``, ``checkpoint``, ``kl`` (D,), ``nmi`` (D, K) and
-    ``factor_names`` (K varying factors).
+    of the ground-truth ``data`` ("auto": :func:`run_ground_truth`). Returns ``model``, ``checkpoint``, ``mu`` (N, D),
+    ``kl`` (D,), ``nmi`` (D, K) and ``factor_names`` (K varying factors).
     """
     import vision
     from darla.metrics import ground_truth
@@ -231,7 +231,7 @@ def latent_factors(run_dir: str | Path, data: str = "auto", num_points: int = 5_
     mu, logvar = encode_images(source, encoder_from_model(model), factors, progress=False)
     h = entropy(factors)
     varying = h > 0
-    return {"model": model, "checkpoint": ckpt, "source": source,
+    return {"model": model, "checkpoint": ckpt, "source": source, "mu": mu,
             "kl": mean_kl(mu, logvar) if logvar is not None else np.zeros(mu.shape[1]),
             "nmi": histogram_mi(mu, factors[:, varying]) / h[varying],
             "factor_names": [n for n, v in zip(source.factor_names, varying) if v]}
@@ -279,16 +279,23 @@ def acquisition(run_dir: str | Path, out: str | Path, data: str = "auto", onset_
 def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "auto", min_kl: float = 0.1,
                         num_points: int = 5_000, seed: int = 0) -> dict[str, Any]:
     """Latent traversals of one image, one row per active latent (by decreasing KL), each row labelled with its KL
-    and the factor it carries most information about (:func:`latent_factors`). Writes ``out`` (PNG) and its JSON."""
-    from vision.train import kl_order
+    and the factor it carries most information about (:func:`latent_factors`). Writes ``out`` (PNG) and its JSON.
+
+    Models without a posterior (AE, DAE, InfoGAN) have no KL: their latents are ranked by the spread (sd) of their
+    codes over the points, and each row sweeps its latent over the codes' own 2nd–98th percentile rather than ±2.5."""
+    from vision.metrics.unsupervised import ACTIVE_SD
     from vision.viz import traversal_grid
 
     lf = latent_factors(run_dir, data, num_points, seed)
-    kl, nmi, names, source = lf["kl"], lf["nmi"], lf["factor_names"], lf["source"]
-    order = [int(j) for j in kl_order(kl) if kl[j] >= min_kl] or [int(kl_order(kl)[0])]
+    kl, nmi, names, source, mu = lf["kl"], lf["nmi"], lf["factor_names"], lf["source"], lf["mu"]
+    stochastic = bool(lf["model"].stochastic)
+    rank, floor, unit = (kl, min_kl, "KL") if stochastic else (mu.std(axis=0), ACTIVE_SD, "sd")
+    ranked = np.argsort(-rank, kind="stable")
+    order = [int(j) for j in ranked if rank[j] >= floor] or [int(ranked[0])]
+    ranges = None if stochastic else np.percentile(mu[:, order], [2, 98], axis=0).T
     # the image: every factor at the middle of its range (a centred, mid-sized sprite)
     frame = source.render(np.array([[s // 2 for s in source.factor_sizes]]))[0]
-    img = traversal_grid(lf["model"], frame, np.array(order))
+    img = traversal_grid(lf["model"], frame, np.array(order), ranges=ranges)
     fig, ax = plt.subplots(figsize=(6.5, 0.62 * len(order) + 0.6))
     ax.imshow(img, cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None)
     row_h = img.shape[0] / len(order)
@@ -297,11 +304,12 @@ def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "auto"
         k = int(np.argmax(nmi[j]))
         second = float(np.sort(nmi[j])[-2]) if nmi.shape[1] > 1 else 0.0
         labels.append({"latent": j, "kl": float(kl[j]), "factor": names[k], "normalised_mi": float(nmi[j, k]),
-                       "next_best_mi": second})
-        ax.text(-4, (r + 0.5) * row_h, f"z{j}  KL {kl[j]:.2f}\n{names[k]} (MI {nmi[j, k]:.2f})", ha="right",
+                       "next_best_mi": second, **({} if stochastic else {"sd": float(rank[j])})})
+        ax.text(-4, (r + 0.5) * row_h, f"z{j}  {unit} {rank[j]:.2f}\n{names[k]} (MI {nmi[j, k]:.2f})", ha="right",
                 va="center", fontsize=7)
     ax.set_axis_off()
-    ax.set_title(f"{Path(lf['checkpoint'].parent).name}: traversals of μ ± 2.5 per latent", fontsize=8)
+    sweep = "μ ± 2.5" if stochastic else "each code's 2nd–98th percentile"
+    ax.set_title(f"{Path(lf['checkpoint'].parent).name}: traversals of {sweep} per latent", fontsize=8)
     _save_fig(fig, out)
     result = {"run": str(lf["checkpoint"].parent), "num_points": num_points, "rows": labels}
     atomic_write_json(Path(out).with_suffix(".json"), result)
@@ -358,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "traversals":
             trav = labelled_traversals(a.run, a.out, a.data)
-            print("\n".join(f"z{r['latent']}: KL {r['kl']:.2f}, {r['factor']} (MI {r['normalised_mi']:.2f}, next "
+            print("\n".join(f"z{r['latent']}: " + (f"sd {r['sd']:.2f}" if "sd" in r else f"KL {r['kl']:.2f}")
+                            + f", {r['factor']} (MI {r['normalised_mi']:.2f}, next "
                             f"{r['next_best_mi']:.2f})" for r in trav["rows"]))
             return 0
         if a.cmd == "samples":

@@ -70,3 +70,21 @@ def test_prior_samples_are_a_four_row_grid_and_repeatable(run, tmp_path, capsys)
     assert a.read_bytes() == b.read_bytes()  # same seed, same samples
     assert report_main(["samples", "--run", str(run), "--out", str(tmp_path / "c.png"), "--n", "6"]) == 2
     assert "--n" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
+
+
+def test_traversals_of_a_model_without_kl_rank_by_code_spread(tmp_path):
+    import numpy as np
+
+    run = tmp_path / "ae"
+    assert stage1_main([*TINY, f"run.dir={run}", "model.family=ae"]) == 0
+    out = tmp_path / "trav.png"
+    assert report_main(["traversals", "--run", str(run), "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    sds = [r["sd"] for r in rows]
+    assert sds == sorted(sds, reverse=True) and all(r["kl"] == 0.0 for r in rows)
+    import vision
+    from vision.viz import traversal_grid
+
+    with pytest.raises(ValueError, match="ranges: one"):
+        traversal_grid(vision.load(run, "cpu"), np.zeros((64, 64, 1), np.uint8), np.array([0, 1]),
+                       ranges=np.zeros((1, 2)))

@@ -48,9 +48,10 @@ def traversal_grid(
     num_latents: int | None = None,
     steps: int = 9,
     limit: float = 2.5,
+    ranges: np.ndarray | None = None,
 ) -> np.ndarray:
     """One row per latent (in ``order``, e.g. by decreasing KL): decode μ(frame) with that latent swept over
-    [-limit, limit] while the others stay fixed."""
+    [-limit, limit] — or over row r's own ``ranges[r]`` = (low, high) — while the others stay fixed."""
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -59,10 +60,12 @@ def traversal_grid(
     order = np.arange(d) if order is None else np.asarray(order)
     if num_latents is not None:
         order = order[:num_latents]
-    values = torch.linspace(-limit, limit, steps, device=dev)
+    if ranges is not None and len(ranges) != len(order):
+        raise ValueError(f"ranges: one (low, high) per traversed latent, got {len(ranges)} for {len(order)}")
     z = mu.repeat(len(order) * steps, 1)
     for r, j in enumerate(order):
-        z[r * steps:(r + 1) * steps, int(j)] = values
+        low, high = (-limit, limit) if ranges is None else (float(ranges[r][0]), float(ranges[r][1]))
+        z[r * steps:(r + 1) * steps, int(j)] = torch.linspace(low, high, steps, device=dev)
     images = to_uint8_hwc(model.render(z))
     model.train(was)
     return grid(images, rows=len(order))

@@ -284,13 +284,14 @@ def labelled_traversals(run_dir: str | Path, out: str | Path, data: str = "auto"
     Models without a posterior (AE, DAE, InfoGAN) have no KL: their latents are ranked by the spread (sd) of their
     codes over the points, and each row sweeps its latent over the codes' own 2nd–98th percentile rather than ±2.5."""
     from vision.metrics.unsupervised import ACTIVE_SD
+    from vision.train import kl_order
     from vision.viz import traversal_grid
 
     lf = latent_factors(run_dir, data, num_points, seed)
     kl, nmi, names, source, mu = lf["kl"], lf["nmi"], lf["factor_names"], lf["source"], lf["mu"]
     stochastic = bool(lf["model"].stochastic)
     rank, floor, unit = (kl, min_kl, "KL") if stochastic else (mu.std(axis=0), ACTIVE_SD, "sd")
-    ranked = np.argsort(-rank, kind="stable")
+    ranked = kl_order(rank)  # decreasing KL, or decreasing spread
     order = [int(j) for j in ranked if rank[j] >= floor] or [int(ranked[0])]
     ranges = None if stochastic else np.percentile(mu[:, order], [2, 98], axis=0).T
     # the image: every factor at the middle of its range (a centred, mid-sized sprite)

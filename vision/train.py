@@ -299,27 +299,18 @@ def heldout_terms(model: VAEBase, frames: np.ndarray, step: int, seed: int = 0, 
 RESTART_ACTIVE_KL = 0.5  # nats: a latent carries information for the rotation score when its mean KL exceeds this
 
 
-@torch.no_grad()
-def heldout_rotation_gain(model: VAEBase, frames: np.ndarray, batch: int = 256) -> float:
+def heldout_rotation_gain(model: VAEBase, frames: np.ndarray) -> float:
     """:func:`~vision.metrics.unsupervised.rotation_gain` of the posterior means of the latents with mean KL above
-    ``RESTART_ACTIVE_KL`` on ``frames`` (uint8, N×H×W×C). No labels: it asks whether rotating two of the code's
-    axes would make them more independent, as when x and y of a 2-D position are encoded along diagonals. A code with
-    fewer than two such latents scores infinity: a candidate that has not left the blank-image plateau is no pick."""
-    from vision.metrics.representation import mean_kl
-    from vision.metrics.unsupervised import rotation_gain
+    ``RESTART_ACTIVE_KL`` (models without a posterior: whose means vary) on ``frames`` (uint8, N×H×W×C). No labels:
+    it asks whether rotating two of the code's axes would make them more independent, as when x and y of a 2-D
+    position are encoded along diagonals. A code with fewer than two such latents scores infinity: a candidate that
+    has not left the blank-image plateau is no pick."""
+    from vision.metrics.representation import encoder_from_model, mean_kl
+    from vision.metrics.unsupervised import ACTIVE_SD, rotation_gain
 
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    mus, lvs = [], []
-    for i in range(0, len(frames), batch):
-        mu, lv = model.encode(to_tensor(frames[i:i + batch], device))
-        mus.append(mu.float().cpu().numpy())
-        lvs.append(lv.float().cpu().numpy())
-    model.train(was_training)
-    mu, lv = np.concatenate(mus), np.concatenate(lvs)
-    active = mean_kl(mu, lv) > RESTART_ACTIVE_KL
-    if active.sum() < 2:  # still on the blank-image plateau (or one latent): nothing to judge, never the pick
+    mu, logvar = encoder_from_model(model)(frames)
+    active = mean_kl(mu, logvar) > RESTART_ACTIVE_KL if logvar is not None else mu.std(axis=0) > ACTIVE_SD
+    if active.sum() < 2:
         return float("inf")
     return rotation_gain(mu[:, active].astype(np.float64))
 
@@ -351,7 +342,8 @@ def select_restart(build: Callable[[], VAEBase], store: FrameStore, cfg: TrainCo
         got = train(model, store, cand_cfg, run_dir / RESTART_DIR / str(k), progress=progress, extra=extra,
                     ground_truth=ground_truth)
         terms = heldout_terms(model, held_out, cfg.restart_steps)
-        terms["rotation"] = heldout_rotation_gain(model, held_out)
+        if cfg.restart_metric == "rotation":  # the other scores are loss terms heldout_terms already has
+            terms["rotation"] = heldout_rotation_gain(model, held_out)
         candidates.append({"k": k, "seed": seed, "score": terms[cfg.restart_metric], "terms": terms,
                            "train_seconds": got.train_seconds,
                            "kl_per_latent": got.kl_per_latent, "checkpoint": got.checkpoint})

@@ -54,23 +54,25 @@ ROTATION_ANGLES = 91  # 0°..90° in 1° steps: rotating a pair by 90° only swa
 ACTIVE_SD = 0.05  # a latent whose posterior mean varies less than this is collapsed (FactorVAE's prune threshold)
 
 
+def rotated_kurtosis(a: np.ndarray, b: np.ndarray, num_angles: int = ROTATION_ANGLES) -> tuple[np.ndarray, np.ndarray]:
+    """(angles in radians over [0, π/2], summed |excess kurtosis| of the standardised pair (a, b) rotated by each)."""
+    z = np.stack([(a - a.mean()) / a.std(), (b - b.mean()) / b.std()])
+    theta = np.linspace(0.0, np.pi / 2, num_angles)
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    u, v = c * z[0] + s * z[1], -s * z[0] + c * z[1]  # (angles, n)
+    return theta, np.abs(scipy.stats.kurtosis(u, axis=1)) + np.abs(scipy.stats.kurtosis(v, axis=1))
+
+
 def rotation_gain(codes: np.ndarray, num_angles: int = ROTATION_ANGLES) -> float:
     """Largest gain in summed |excess kurtosis| any pair of columns of ``codes`` (n, d) gets from its best rotation.
 
     Each column is standardised first. 0 for fewer than two columns. Independent non-Gaussian factors each on its
     own latent score ≈ 0; the same factors encoded along rotated axes score up to the kurtosis the mixing destroyed.
     """
-    d = codes.shape[1]
-    if d < 2:
-        return 0.0
-    z = (codes - codes.mean(axis=0)) / codes.std(axis=0)
-    theta = np.linspace(0.0, np.pi / 2, num_angles)[:, None]
     best = 0.0
-    for i in range(d):
-        for j in range(i + 1, d):
-            u = np.cos(theta) * z[:, i] + np.sin(theta) * z[:, j]  # (angles, n)
-            v = -np.sin(theta) * z[:, i] + np.cos(theta) * z[:, j]
-            k = np.abs(scipy.stats.kurtosis(u, axis=1)) + np.abs(scipy.stats.kurtosis(v, axis=1))
+    for i in range(codes.shape[1]):
+        for j in range(i + 1, codes.shape[1]):
+            k = rotated_kurtosis(codes[:, i], codes[:, j], num_angles)[1]
             best = max(best, float(k.max() - k[0]))
     return best
 

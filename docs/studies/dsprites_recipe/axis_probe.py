@@ -24,7 +24,7 @@ from vision.data.dsprites import DSprites
 from vision.metrics import encoder_from_model
 from vision.metrics.mig import histogram_mi, mig_from_mi
 from vision.metrics.representation import encode_images, mean_kl, pool_factors
-from vision.metrics.unsupervised import ROTATION_ANGLES, rotation_gain
+from vision.metrics.unsupervised import rotated_kurtosis, rotation_gain
 from vision.metrics.utils import entropy
 from vision.runtime import atomic_write_json
 from vision.train import RESTART_ACTIVE_KL
@@ -32,11 +32,8 @@ from vision.train import RESTART_ACTIVE_KL
 
 def ica_angle(a: np.ndarray, b: np.ndarray) -> float:
     """Degrees (0..90) of the rotation of the standardised pair (a, b) with the largest summed |excess kurtosis|."""
-    a, b = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
-    theta = np.linspace(0.0, np.pi / 2, ROTATION_ANGLES)[:, None]
-    k = (np.abs(scipy.stats.kurtosis(np.cos(theta) * a + np.sin(theta) * b, axis=1))
-         + np.abs(scipy.stats.kurtosis(-np.sin(theta) * a + np.cos(theta) * b, axis=1)))
-    return float(np.degrees(theta[int(np.argmax(k)), 0]))
+    theta, k = rotated_kurtosis(a, b)
+    return float(np.degrees(theta[int(np.argmax(k))]))
 
 
 def main() -> None:

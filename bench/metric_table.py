@@ -3,12 +3,18 @@
     OMP_NUM_THREADS=1 python bench/metric_table.py --runs RUN [RUN ...] [--num-points 10000] [--jobs 2] \\
         [--out docs/metrics_dsprites.md]
     OMP_NUM_THREADS=1 python bench/metric_table.py --quick --out /tmp/metrics_quick.md    # a short proof run
+    # add or replace some runs, keep every other row of an earlier table as it was scored
+    OMP_NUM_THREADS=1 python bench/metric_table.py --carry docs/metrics_dsprites.json --runs NEW_RUN [...]
 
 Rows: the ground-truth factors themselves, raw pixels, PCA (10), ICA (10), an untrained conv64 VAE, then one row per
 stage-1 run directory (``python -m darla.stage1``), labelled by its ``model.family`` and ``train.seed``; a second
 table gives each family's mean ± sd over its seeds and the training minutes (``stage1.json``'s ``train_seconds``).
 Every row is scored by the same code on the same procedural-dSprites points (``vision.metrics.evaluate`` with one
 shared pool of factors), beside the BetaVAE-metric numbers of Higgins et al. (2017) quoted in the seeds.
+
+``--carry JSON`` keeps the rows of an earlier table (its JSON) that this call does not score: a baseline row is
+carried as it was, a trained row is carried unless a ``--runs`` directory of the same family and seed replaces it.
+Carried rows keep the git SHA they were scored at (``scored_git``), so a mixed table says which code scored what.
 
 ``--quick`` replaces the runs with tiny conv64 models trained here for ``--quick-steps`` Adam steps and uses 1,000
 points and smaller metric samples: it proves the pipeline, not the numbers. The full table takes tens of CPU
@@ -150,6 +156,56 @@ def cached_score_spec(spec: dict[str, Any], num_points: int, seed: int, params: 
     return row
 
 
+def carried_rows(path: str | Path, specs: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Rows of an earlier table's JSON keyed by (name, seed), minus the trained rows that ``specs`` re-score.
+
+    A baseline spec (no family) whose name is in the earlier table is answered from it; a trained row of the
+    earlier table is dropped when a run of the same family and seed is among ``specs``.
+    """
+    import json
+
+    previous = json.loads(Path(path).read_text())
+    rows = previous.get("rows")
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: no 'rows' list (not a table JSON written by bench/metric_table.py)")
+    rescored = {(s["family"], s.get("seed")) for s in specs if s["kind"] == "run"}
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    for row in rows:
+        if row.get("family") and (row["family"], row.get("seed")) in rescored:
+            continue
+        out[(row["name"], row.get("seed"))] = {**row, "scored_git": row.get("scored_git", previous.get("git"))}
+    return out
+
+
+def json_points(path: str | Path) -> int | None:
+    """The number of metric points an earlier table JSON was scored on."""
+    import json
+
+    return json.loads(Path(path).read_text()).get("num_points")
+
+
+def merge_rows(specs: list[dict[str, Any]], scored: list[dict[str, Any]],
+               carried: dict[tuple[str, Any], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows: baselines first, then trained rows grouped by family (the earlier table's order, then
+    first-seen), seeds sorted.
+
+    ``scored`` are the rows scored now (in ``specs`` order, skipping carried baselines); ``carried`` the earlier
+    table's rows that were not re-scored.
+    """
+    fresh = iter(scored)
+    rows = [carried[(s["name"], s.get("seed"))] if s["kind"] != "run" and (s["name"], s.get("seed")) in carried
+            else next(fresh) for s in specs]
+    seen = {(r["name"], r.get("seed")) for r in rows}
+    rows += [r for k, r in carried.items() if k not in seen]
+    baselines = [r for r in rows if not r.get("family")]
+    trained = [r for r in rows if r.get("family")]
+    # families keep the earlier table's order; new ones follow
+    order = list(dict.fromkeys([r["family"] for r in carried.values() if r.get("family")]
+                               + [r["family"] for r in trained]))
+    trained.sort(key=lambda r: (order.index(r["family"]), -1 if r.get("seed") is None else r["seed"]))
+    return baselines + trained
+
+
 def _score(results: dict[str, Any], key: str) -> float:
     metric, name, scale = SCORES[key]
     return scale * results[metric]["scores"][name]
@@ -232,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="docs/metrics_dsprites.md")
     parser.add_argument("--jobs", type=int, default=1, help="rows scored in parallel, one process (and thread) each")
     parser.add_argument("--cache", default="", help="directory of scored rows to reuse (keyed by inputs and checkpoint)")
+    parser.add_argument("--carry", default="", help="an earlier table's JSON: keep its rows that this call does not score")
     args = parser.parse_args(argv)
     if not args.quick and not args.runs:
         parser.error("--runs is required (or --quick)")
@@ -260,16 +317,27 @@ def main(argv: list[str] | None = None) -> None:
                 parser.exit(2, f"error: --runs: {run}: {e}\n")
             specs.append({"name": info["family"], "kind": "run", "path": run,
                           **{k: info[k] for k in ("family", "seed", "train_minutes", "detail")}})
+    carried: dict[tuple[str, Any], dict[str, Any]] = {}
+    if args.carry:
+        try:
+            carried = carried_rows(args.carry, specs)
+        except (OSError, ValueError) as e:
+            parser.exit(2, f"error: --carry: {e}\n")
+        if json_points(args.carry) != num_points:
+            parser.exit(2, f"error: --carry: {args.carry} was scored on {json_points(args.carry):,} points, "
+                           f"this call on {num_points:,}\n")
+    todo = [s for s in specs if s["kind"] == "run" or (s["name"], s.get("seed")) not in carried]
     # Rows are independent: score them in worker processes (one thread each), in the order given.
     job = functools.partial(cached_score_spec, num_points=num_points, seed=args.seed, params=params,
                             cache_dir=args.cache or None)
+    scored: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn")) as pool:
-        rows = []
-        for row in pool.map(job, specs):
-            rows.append(row)
+        for row in pool.map(job, todo):
+            scored.append({**row, "scored_git": git_sha()})
             print(f"{row['name']:14s} {row.get('seed', '') if row.get('seed') is not None else '':>2} "
                   + "  ".join(f"{k} {_score(row['results'], k):.3f}" for k in SCORES)
                   + f"  ({row['cpu_s']:.0f} CPU s)", flush=True)
+    rows = merge_rows(specs, scored, carried)
 
     summary = family_summary(rows)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])

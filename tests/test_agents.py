@@ -312,3 +312,39 @@ def test_multi_domain_eval_logs_one_stream_per_domain():
     assert steps[0] == 0 and steps[-1] == model.num_timesteps and len(steps) == 3  # start, 64, 128
     assert [h["timesteps"] for h in cb.history["b"]] == steps and saved == [1, 2, 3]
     assert len(cb.history["a"][-1]["rewards"]) == 2
+
+
+def test_training_time_evaluation_plays_the_same_scenes_in_every_domain():
+    """Every domain is reseeded with the same seed: the agent and goal positions of each evaluation episode match
+    across domains, only the colours differ."""
+    import envs  # noqa: F401  (registers darla/Sprites-v0)
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    from agents.callbacks import evaluate_domains
+
+    class RecordResets(VecEnvWrapper):
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.starts = []
+
+        def reset(self):
+            obs = self.venv.reset()
+            self.starts += [dict(info["factors"]) for info in self.venv.reset_infos]
+            return obs
+
+        def step_wait(self):
+            obs, rew, done, infos = self.venv.step_wait()
+            self.starts += [dict(info["factors"]) for info, d in zip(infos, done) if d]  # auto-reset scenes
+            return obs, rew, done, infos
+
+    class First:  # a constant policy: SB3's evaluate_policy only needs predict
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.zeros(len(obs), dtype=np.int64), None
+
+    venvs = {d: RecordResets(make_vec_env("darla/Sprites-v0", n_envs=2, env_kwargs={"domain": d, "grid": 4}))
+             for d in ("source", "target")}
+    evaluate_domains(First(), venvs, n_episodes=4, seed=7)
+    positions = {d: [{k: v for k, v in f.items() if "colour" not in k} for f in v.starts] for d, v in venvs.items()}
+    colours = {d: [f["background_colour"] for f in v.starts] for d, v in venvs.items()}
+    assert len(positions["source"]) >= 4 and positions["source"] == positions["target"]
+    assert set(colours["source"]).isdisjoint(colours["target"])

@@ -153,7 +153,7 @@ class Stage2TrainConfig:
     deterministic_eval: bool = True
     ckpt_every: int = 10_000  # env steps between checkpoints (resume points)
     save_replay_buffer: bool = True  # off-policy algorithms: checkpoint the replay buffer too (exact resume)
-    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    num_threads: int = 0  # torch CPU threads; 0: auto (vision.runtime.auto_num_threads)
 
     def __post_init__(self) -> None:
         for name in ("total_timesteps", "eval_every", "eval_episodes", "eval_envs", "ckpt_every"):

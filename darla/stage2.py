@@ -44,7 +44,7 @@ from darla import runs
 from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
-from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything
+from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything, set_num_threads
 from vision.wrappers import FrozenEncoder, frame_shape
 
 VISION_NAME = "vision.pt"
@@ -334,8 +334,7 @@ def run(cfg: Stage2Config, progress: bool = True, callbacks: Sequence[BaseCallba
     with undo_failed_start(cfg.run.dir):
         run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume, ignore=RESUMABLE_KEYS)
         device = resolve_device(cfg.train.device)
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
+        set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
         pipe = build_pipeline(cfg, run_dir, device)
         train_env = pipe.make_env(cfg.env.train_domain, cfg.env.n_envs, cfg.train.seed, training=True)

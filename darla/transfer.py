@@ -23,7 +23,7 @@ from rliable import library, metrics
 
 from agents.callbacks import evaluate_domains
 from darla.report import transfer_markdown, transfer_plot
-from vision.runtime import atomic_write_json, atomic_write_text, git_sha, progress_bar, versions
+from vision.runtime import atomic_write_json, atomic_write_text, git_sha, progress_bar, set_num_threads, versions
 
 EVAL_SEED = 1_000_003  # far from training seeds (0, 1, 2, …), so evaluation episodes were never trained on
 EVAL_FILE = "transfer_eval.json"
@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.episodes < 1:
         print("error: --episodes: must be >= 1", file=sys.stderr)
         return 2
+    set_num_threads()  # auto: the job's share of the cores, or the cores other processes leave free
     try:
         domains = parse_domains(a.domains) if a.domains else None
         result = transfer(a.runs, a.out, a.episodes, a.seed, a.reps, a.device, domains=domains)

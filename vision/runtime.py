@@ -1,6 +1,7 @@
-"""Run-time plumbing shared by every stage: devices, seeding, provenance and atomic writes."""
+"""Run-time plumbing shared by every stage: devices, CPU threads, seeding, provenance and atomic writes."""
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -43,6 +44,87 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
         return torch.bfloat16
     return None
+
+
+# ----- CPU threads ---------------------------------------------------------------------------------------
+# Set by darla's job runner (darla.jobs) for every job it starts: that job's share of the cores.
+THREADS_ENV = "DARLA_NUM_THREADS"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota where one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def busy_cores_elsewhere(samples: int = 7, interval: float = 0.01) -> int:
+    """How many of this process's cores other processes keep busy right now (0 where that cannot be told).
+
+    The median over ``samples`` readings of the kernel's count of runnable threads (``/proc/stat``
+    ``procs_running``), less this process's own. Only meaningful when this process may use every core of the
+    machine (the count is machine-wide); otherwise 0.
+    """
+    if available_cores() < (os.cpu_count() or 1):
+        return 0
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            for line in Path("/proc/stat").read_text().splitlines():
+                if line.startswith("procs_running"):
+                    counts.append(int(line.split()[1]))
+                    break
+        except (OSError, ValueError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(interval)
+    if not counts:
+        return 0
+    return max(0, sorted(counts)[len(counts) // 2] - 1)  # the reading thread itself is running
+
+
+def auto_num_threads() -> int:
+    """The thread count ``num_threads: 0`` (auto) resolves to.
+
+    Under darla's job runner: the job's share of the cores, from ``DARLA_NUM_THREADS`` (one thread per job when
+    jobs run side by side); then an explicit ``OMP_NUM_THREADS``. Otherwise the available cores less those other
+    processes keep busy when the process starts, at least 1, so a run started beside another CPU-bound process
+    does not oversubscribe the cores (torch's default, one thread per core, then runs several times slower than
+    one thread would).
+    """
+    for var in (THREADS_ENV, "OMP_NUM_THREADS"):
+        share = os.environ.get(var, "").strip()
+        if share:
+            try:
+                return max(1, int(share))
+            except ValueError:
+                raise ValueError(f"{var}: expected a whole number of threads, got {share!r}") from None
+    return _threads_alone()
+
+
+@functools.lru_cache(maxsize=1)
+def _threads_alone() -> int:
+    # Decided once per process: every run in it (a test session, a study script) uses the same count.
+    return max(1, available_cores() - busy_cores_elsewhere())
+
+
+def set_num_threads(requested: int = 0) -> int:
+    """Set torch's CPU thread count: ``requested`` when > 0, else :func:`auto_num_threads`; returns the count."""
+    if requested < 0:
+        raise ValueError(f"num_threads: must be >= 0, got {requested}")
+    n = requested or auto_num_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed: int) -> None:

@@ -23,7 +23,8 @@ from vision.data.frames import FrameStore
 from vision.data.ground_truth import GroundTruthData
 from vision.images import to_tensor
 from vision.models.base import VAEBase
-from vision.runtime import atomic_write_bytes, atomic_write_json, autocast_dtype, progress_bar, resolve_device, seed_everything
+from vision.runtime import (atomic_write_bytes, atomic_write_json, autocast_dtype, progress_bar, resolve_device,
+                            seed_everything, set_num_threads)
 from vision.viz import reconstruction_grid, save_png, traversal_grid
 
 RESTART_METRICS = ("recon", "loss", "rotation")  # train.restart_metric
@@ -44,7 +45,7 @@ class TrainConfig:
     log_every: int = 100  # scalars
     image_every: int = 2_000  # reconstructions and traversals
     ckpt_every: int = 2_000
-    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    num_threads: int = 0  # torch CPU threads; 0: auto (vision.runtime.auto_num_threads)
     # Best of K initialisations (:func:`select_restart`): K candidates train ``restart_steps`` steps each from their
     # own initial weights, the one with the lowest ``restart_metric`` on held-out frames continues to ``steps``.
     restarts: int = 1
@@ -128,8 +129,7 @@ def train(
     for stale in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write killed mid-way (atomic_write_bytes' temp file)
         stale.unlink(missing_ok=True)
     device = resolve_device(cfg.device)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     c, h, w = model.input_shape
     if store.observation_shape != (h, w, c):

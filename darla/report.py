@@ -329,6 +329,51 @@ def prior_samples(run_dir: str | Path, out: str | Path, n: int = 32, seed: int =
     return save_png(out, sample_grid(model, n, rows=4, seed=seed))
 
 
+def metric_curves(run_dirs: Sequence[str | Path], out: str | Path, extra_minutes: Sequence[float] = (),
+                  targets: dict[str, float] | None = None) -> dict[str, Any]:
+    """Plot each metric's headline score against training minutes for stage-1 runs that scored themselves while
+    training (``eval.every``: ``RUN_DIR/metrics_curve.json``), one panel per metric and one line per run; write
+    the PNG to ``out`` and the curves as JSON beside it.
+
+    ``extra_minutes`` (one per run, or one for all) shifts a run's curve right by training it did before its
+    curve starts, e.g. the losing restart candidates of a best-of-K run; ``targets`` draws a dashed line per
+    metric.
+    """
+    from vision.train import CURVE_NAME
+
+    if not run_dirs:
+        raise ValueError("--runs: give at least one stage-1 run directory")
+    if len(extra_minutes) not in (0, 1, len(run_dirs)):
+        raise ValueError(f"--extra-minutes: give one value or one per run ({len(run_dirs)}), got {len(extra_minutes)}")
+    shifts = list(extra_minutes) * len(run_dirs) if len(extra_minutes) == 1 else list(extra_minutes) or [0.0] * len(run_dirs)
+    curves: dict[str, list[dict[str, float]]] = {}
+    for run in run_dirs:
+        path = Path(run) / CURVE_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"--runs: {path} not found (train with eval.every=N and eval.metrics=[...])")
+        curves[str(run)] = json.loads(path.read_text())
+    metrics = list(dict.fromkeys(k for rows in curves.values() for r in rows for k in r
+                                 if k not in ("step", "train_seconds")))
+    if not metrics:
+        raise ValueError("--runs: the curves hold no metric scores")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for (run, rows), shift in zip(curves.items(), shifts):
+            pts = [(r["train_seconds"] / 60 + shift, r[metric]) for r in rows if metric in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=Path(run).name)
+        if targets and metric in targets:
+            ax.axhline(targets[metric], ls="--", c="k", lw=0.8, label="target")
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("training minutes", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    _save_fig(fig, out)
+    result = {"runs": list(curves), "extra_minutes": shifts, "targets": targets or {}, "curves": curves}
+    atomic_write_json(Path(out).with_suffix(".json"), result)
+    return result
+
+
 def _vision_run_of(stage2_run: Path) -> str:
     """The stage-1 run directory a stage-2 run used (from its resolved config)."""
     from omegaconf import OmegaConf
@@ -363,8 +408,28 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out", required=True, help="output PNG")
     m.add_argument("--n", type=int, default=32, help="number of samples (a multiple of 4)")
     m.add_argument("--seed", type=int, default=0)
+    k = sub.add_parser("curve", help="metric scores against training minutes of stage-1 runs (eval.every) (PNG + JSON)")
+    k.add_argument("--runs", nargs="+", required=True, help="stage-1 run directories with metrics_curve.json")
+    k.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")
+    k.add_argument("--extra-minutes", nargs="*", type=float, default=[],
+                   help="minutes each run trained before its curve starts (one value, or one per run)")
+    k.add_argument("--target", nargs="*", default=[], metavar="METRIC=VALUE", help="dashed target lines")
     a = p.parse_args(argv)
     try:
+        if a.cmd == "curve":
+            targets = {}
+            for t in a.target:
+                name, _, value = t.partition("=")
+                try:
+                    targets[name] = float(value)
+                except ValueError:
+                    raise ValueError(f"--target: {t!r} is not METRIC=NUMBER") from None
+            res = metric_curves(a.runs, a.out, a.extra_minutes, targets)
+            for run, rows in res["curves"].items():
+                last = rows[-1] if rows else {}
+                print(f"{run}: {len(rows)} points; last at step {last.get('step')}: "
+                      + ", ".join(f"{m} {v:.3f}" for m, v in last.items() if m not in ("step", "train_seconds")))
+            return 0
         if a.cmd == "traversals":
             trav = labelled_traversals(a.run, a.out, a.data)
             print("\n".join(f"z{r['latent']}: " + (f"sd {r['sd']:.2f}" if "sd" in r else f"KL {r['kl']:.2f}")

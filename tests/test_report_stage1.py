@@ -88,3 +88,31 @@ def test_traversals_of_a_model_without_kl_rank_by_code_spread(tmp_path):
     with pytest.raises(ValueError, match="ranges: one"):
         traversal_grid(vision.load(run, "cpu"), np.zeros((64, 64, 1), np.uint8), np.array([0, 1]),
                        ranges=np.zeros((1, 2)))
+
+
+def _curve_run(path, rows):
+    path.mkdir(parents=True)
+    (path / "metrics_curve.json").write_text(json.dumps(rows))
+    return path
+
+
+def test_metric_curve_shifts_by_extra_minutes_and_draws_targets(tmp_path, capsys):
+    a = _curve_run(tmp_path / "a", [{"step": 5, "train_seconds": 60.0, "mig": 0.1, "factor_vae": 0.5},
+                                    {"step": 10, "train_seconds": 120.0, "mig": 0.2, "factor_vae": 0.6}])
+    b = _curve_run(tmp_path / "b", [{"step": 5, "train_seconds": 30.0, "mig": 0.3}])
+    out = tmp_path / "curve.png"
+    assert report_main(["curve", "--runs", str(a), str(b), "--out", str(out), "--extra-minutes", "2", "0",
+                        "--target", "mig=0.15"]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert out.stat().st_size > 0 and res["extra_minutes"] == [2.0, 0.0] and res["targets"] == {"mig": 0.15}
+    assert "step 10" in capsys.readouterr().out
+
+
+def test_metric_curve_errors_name_the_bad_argument(tmp_path, capsys):
+    a = _curve_run(tmp_path / "a", [{"step": 5, "train_seconds": 60.0, "mig": 0.1}])
+    assert report_main(["curve", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "metrics_curve.json" in capsys.readouterr().err
+    assert report_main(["curve", "--runs", str(a), "--out", str(tmp_path / "c.png"), "--target", "mig=high"]) == 2
+    assert "--target" in capsys.readouterr().err
+    assert report_main(["curve", "--runs", str(a), "--out", str(tmp_path / "c.png"), "--extra-minutes", "1", "2"]) == 2
+    assert "--extra-minutes" in capsys.readouterr().err and not (tmp_path / "c.png").exists()

@@ -5,6 +5,13 @@ Plan: (1) collect the stage-1 frames once; (2) train every vision module the var
 (4) evaluate them all zero-shot with stage 3 and print the transfer table. Each job writes its own run directory
 under ``pipeline.dir``; a finished job is skipped, an interrupted one resumes, so rerunning after a kill
 continues where it stopped.
+
+Jobs that do not wait for each other run side by side (:mod:`darla.jobs`): BASELINE agents beside the vision
+training, every agent of a module as soon as it is trained. Locally (the default) as many jobs at once as there
+are cores, one thread each (``--jobs``, ``--threads``); on a Ray cluster with ``--address``. Every job's output
+goes to ``pipeline.dir/logs/<job>.log``, its config to ``pipeline.dir/jobs/<job>.yaml``; the console gets one line
+per job start and end. A job's numbers depend on its config, seed and thread count only, never on what ran beside
+it: ``--jobs 1 --threads 1`` reproduces a parallel run's numbers exactly.
 """
 from __future__ import annotations
 
@@ -16,9 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config
-from darla.runs import prepare_run_dir
-from vision.runtime import atomic_write_json, progress_bar
+from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config, to_yaml
+from darla.jobs import (Job, JobError, MissingRayError, Runner, add_runner_arguments, echo_line, raise_for_failures,
+                        run_jobs, runner_from_args)
+from darla.runs import JOBS_DIR, LOGS_DIR, STAGES, prepare_run_dir, stage_job
+from vision.runtime import atomic_write_json, atomic_write_text
+
+FRAMES = "frames.npz"  # the stage-1 frames every vision module trains on
 
 
 @dataclass
@@ -63,26 +74,10 @@ class PipelineConfig:
     transfer: TransferSection = field(default_factory=TransferSection)
 
 
-@dataclass
-class Job:
-    """One unit of the plan: a stage run with its run directory and the function that executes it."""
-
-    name: str
-    run_dir: Path
-    done: Callable[[], bool]
-    execute: Callable[[], Any]
-
-
-def _finished(summary: Path, key: str, target: int) -> bool:
-    if not summary.exists():
-        return False
-    return int(json.loads(summary.read_text()).get(key, -1)) >= target
-
-
 def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
-    """The ordered jobs of a pipeline (stage 1 modules, then stage 2 variants × seeds)."""
-    from darla import stage1, stage2
-
+    """The jobs of a pipeline and what each waits for: the shared frames, then each vision module (after the
+    frames and the modules it names with ``@``), each variant × seed (after its module) and the transfer table
+    (after every agent). Writes nothing; a job's config file is written when it starts."""
     root = Path(cfg.pipeline.dir)
     if not cfg.pipeline.variants:
         raise ConfigError("pipeline.variants: list at least one variant (e.g. {DARLA: beta_vae_dae, BASELINE: ''})")
@@ -95,33 +90,39 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
         raise ConfigError(f"agents.{stray[0]}: not a variant listed in pipeline.variants {sorted(cfg.pipeline.variants)}")
     jobs: list[Job] = []
     module_dirs: dict[str, Path] = {}
-    frames_path = root / "frames.npz"
+    frames_path = root / FRAMES
     needs_frames = cfg.stage1.data.source == "env" and bool(cfg.vision)
     if needs_frames:
-        jobs.append(Job("frames", root, frames_path.exists, lambda: _collect(cfg.stage1, frames_path, progress)))
+        jobs.append(Job("frames", ("-m", "darla.pipeline", "--config", str(root / JOBS_DIR / "frames.yaml"),
+                                   "--collect-frames", str(frames_path), *(() if progress else ("--no-progress",))),
+                        root / LOGS_DIR / "frames.log", done=frames_path.exists,
+                        prepare=lambda: atomic_write_text(root / JOBS_DIR / "frames.yaml", to_yaml(cfg))))
     for name, overrides in cfg.vision.items():
-        resolved = [_resolve_refs(ov, module_dirs, name) for ov in overrides]
+        refs = [_module_ref(ov, module_dirs, name) for ov in overrides]
         run_dir = root / "stage1" / name
         base_overrides = [f"run.dir={run_dir}"]
         if needs_frames:  # every module trains on the same collected frames; metrics still use the env's factors
             base_overrides += ["data.source=frames", f"data.path={frames_path}"]
-        s1 = apply_overrides(cfg.stage1, base_overrides + resolved)
+        s1 = apply_overrides(cfg.stage1, base_overrides + [ov for ov, _ in refs])
         module_dirs[name] = run_dir
-        jobs.append(Job(f"stage1/{name}", run_dir,
-                        lambda d=run_dir, s=s1: _finished(d / "stage1.json", "step", s.train.steps),
-                        lambda s=s1: stage1.run(s, progress=progress)))
+        after = (["frames"] if needs_frames else []) + [f"stage1/{ref}" for _, ref in refs if ref]
+        jobs.append(stage_job(STAGES["stage1"], f"stage1/{name}", s1, root, after=after, progress=progress))
     if cfg.pipeline.udr_sweep:
         from darla.select import best_vision_run
 
         module_dirs = {**module_dirs, **{m: Path(best_vision_run(cfg.pipeline.udr_sweep)) for m in used if m not in module_dirs}}
+    agents: list[Job] = []
     for variant, module in cfg.pipeline.variants.items():
         for seed in cfg.pipeline.seeds:
             s2 = _stage2_config(cfg, variant, seed, str(module_dirs[module]) if module else "")
-            run_dir = Path(s2.run.dir)
-            jobs.append(Job(f"stage2/{variant}/seed{seed}", run_dir,
-                            lambda d=run_dir, s=s2: _finished(d / "stage2.json", "num_timesteps", s.train.total_timesteps),
-                            lambda s=s2: stage2.run(s, progress=progress)))
-    return jobs
+            after = [f"stage1/{module}"] if module in cfg.vision else []
+            agents.append(stage_job(STAGES["stage2"], f"stage2/{variant}/seed{seed}", s2, root, after=after,
+                                    progress=progress))
+    runs = [str(_stage2_config(cfg, v, s, "").run.dir) for v in cfg.pipeline.variants for s in cfg.pipeline.seeds]
+    transfer = Job("transfer", ("-m", "darla.transfer", "--runs", *runs, "--out", str(root / "transfer"),
+                                "--episodes", str(cfg.transfer.episodes), "--reps", str(cfg.transfer.reps)),
+                   root / LOGS_DIR / "transfer.log", after=tuple(j.name for j in agents))
+    return jobs + agents + [transfer]
 
 
 def _stage2_config(cfg: PipelineConfig, variant: str, seed: int, vision_run: str) -> Stage2Config:
@@ -134,14 +135,15 @@ def _stage2_config(cfg: PipelineConfig, variant: str, seed: int, vision_run: str
     return apply_overrides(cfg.stage2, ovs)
 
 
-def _resolve_refs(override: str, module_dirs: dict[str, Path], current: str) -> str:
+def _module_ref(override: str, module_dirs: dict[str, Path], current: str) -> tuple[str, str]:
+    """(override, referenced module): a value ``@name`` becomes the run directory of the module ``name``."""
     key, _, value = override.partition("=")
     if value.startswith("@"):
         ref = value[1:]
         if ref not in module_dirs:
             raise ConfigError(f"vision.{current}: {override!r} refers to {ref!r}, which is not a module defined before it")
-        return f"{key}={module_dirs[ref]}"
-    return override
+        return f"{key}={module_dirs[ref]}", ref
+    return override, ""
 
 
 def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
@@ -150,47 +152,63 @@ def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
     collect_store(s1.data, progress).save(path)
 
 
-def run(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
-    """Execute the plan (skipping finished jobs), then stage 3; returns the transfer result."""
-    from darla.transfer import transfer
+def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None,
+        echo: Callable[[str], None] | None = echo_line) -> dict[str, Any]:
+    """Run every unfinished job of the plan, independent ones side by side (``runner``: local subprocesses
+    sized to the cores by default, or Ray); returns the transfer result.
 
+    ``progress`` shows the stages' progress in their logs; ``echo`` gets one line per job start and end. Writes
+    ``pipeline.json`` (each job's status and seconds, 0 for a job finished earlier). A failed job raises a
+    one-line :class:`JobError` after the jobs that do not need it have run.
+    """
     root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
                               ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval."))
     jobs = plan(cfg, progress)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    bar = progress_bar(jobs, desc="pipeline", disable=not progress, position=0, leave=True)
-    for job in bar:
-        bar.set_postfix_str(job.name)
-        if job.done():
-            timings[job.name] = 0.0
-            continue
-        t = time.perf_counter()
-        job.execute()
-        timings[job.name] = round(time.perf_counter() - t, 1)
-    stage2_dirs = [j.run_dir for j in jobs if j.name.startswith("stage2/")]
-    result = transfer(stage2_dirs, root / "transfer", episodes=cfg.transfer.episodes, reps=cfg.transfer.reps,
-                      progress=progress)
-    atomic_write_json(root / "pipeline.json", {"jobs": timings, "total_seconds": round(time.perf_counter() - t0, 1)})
-    return result
+    results = run_jobs(jobs, runner, echo=echo, label=f"pipeline {root}")
+    atomic_write_json(root / "pipeline.json", {
+        "jobs": {name: r.seconds for name, r in results.items()},
+        "status": {name: r.status for name, r in results.items()},
+        "threads": {name: r.threads for name, r in results.items() if r.threads},
+        "total_seconds": round(time.perf_counter() - t0, 1),
+    })
+    raise_for_failures(results)
+    return json.loads((root / "transfer" / "transfer.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m darla.pipeline", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/quickstart.yaml", help="pipeline YAML (default: the quickstart)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines in the jobs' logs")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs, what each waits for and its status; run nothing")
+    p.add_argument("--collect-frames", metavar="PATH", help=argparse.SUPPRESS)  # the plan's `frames` job
+    add_runner_arguments(p)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pipeline.seeds=[0,1]")
     a = p.parse_args(argv)
     try:
         cfg = load_config(PipelineConfig, a.config, a.overrides)
+        if a.collect_frames:
+            _collect(cfg.stage1, Path(a.collect_frames), progress=not a.no_progress)
+            return 0
+        if a.dry_run:
+            for job in plan(cfg, progress=not a.no_progress):
+                waits = f"  (after {', '.join(job.after)})" if job.after else ""
+                print(f"{'finished' if job.done() else 'pending':9s} {job.name}{waits}\n          {job.command()}")
+            return 0
         t0 = time.perf_counter()
-        run(cfg, progress=not a.no_progress)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+        run(cfg, progress=not a.no_progress, runner=runner_from_args(a))
+    except (ConfigError, ValueError, FileNotFoundError, MissingRayError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the running jobs were stopped; rerun the same command to resume", file=sys.stderr)
+        return 130
     root = Path(cfg.pipeline.dir)
     print((root / "transfer" / "transfer.md").read_text())
-    print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; outputs in {root}")
+    print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; outputs in {root}, job logs in {root / LOGS_DIR}")
     return 0
 
 

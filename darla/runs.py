@@ -1,4 +1,8 @@
-"""Run directories: every stage writes its resolved config, versions and git SHA beside its results."""
+"""Run directories: every stage writes its resolved config, versions and git SHA beside its results.
+
+Also what the job runner (:mod:`darla.jobs`) needs to know about a stage: the summary a finished run leaves
+(:data:`STAGES`, :func:`finished_summary`) and the job that runs one config of it (:func:`stage_job`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,15 +14,18 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 
-from darla.config import ConfigError, load_config, to_dict, to_yaml
+from darla.config import ConfigError, Stage1Config, Stage2Config, load_config, to_dict, to_yaml
 from vision.runtime import atomic_write_json, atomic_write_text, git_sha, versions
 
 
 T = TypeVar("T")
+JOBS_DIR = "jobs"  # beside a pipeline's or sweep's runs: each job's resolved config (``<name>.yaml``)
+LOGS_DIR = "logs"  # and each job's output (``<name>.log``)
 
 
 def stage_cli(prog: str, description: str, schema: type[T], run: Callable[..., dict[str, Any]],
@@ -148,3 +155,94 @@ def import_env_modules(names: Sequence[str], key: str) -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise ConfigError(f"{key}: cannot import {name!r} ({e})") from None
+
+
+# ----- stages as jobs --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage:
+    """How the job runner drives one darla stage.
+
+    ``module`` runs as ``python -m <module> --config YAML [--no-progress]`` (the stage CLIs' shared command line,
+    :func:`stage_cli`); ``summary_file`` is the JSON the stage writes into its run directory when a run ends;
+    ``is_done(cfg, summary)`` says whether that summary shows the run reached the length ``cfg`` asks for;
+    ``row(summary, run_dir)`` gives the scalar columns of a sweep table.
+    """
+
+    name: str
+    schema: type
+    module: str
+    summary_file: str
+    is_done: Callable[[Any, dict[str, Any]], bool]
+    row: Callable[[dict[str, Any], Path], dict[str, Any]]
+
+
+def _stage1_done(cfg: Stage1Config, summary: dict[str, Any]) -> bool:
+    return int(summary.get("step", -1)) >= cfg.train.steps and (not cfg.eval.metrics or "metrics" in summary)
+
+
+def _stage1_row(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    terms = summary.get("terms", {})
+    row: dict[str, Any] = {
+        "step": summary.get("step"),
+        "loss": terms.get("loss"),
+        "recon": terms.get("recon"),
+        "kl": float(sum(summary["kl_per_latent"])) if "kl_per_latent" in summary else None,
+        "active_latents": summary.get("active_latents"),
+        "train_seconds": summary.get("train_seconds"),
+    }
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        from darla.report import flatten_scores
+
+        row.update({f"metric/{k}": v for k, v in flatten_scores(json.loads(metrics_path.read_text())).items()})
+    return row
+
+
+def _stage2_done(cfg: Stage2Config, summary: dict[str, Any]) -> bool:
+    return int(summary.get("num_timesteps", -1)) >= cfg.train.total_timesteps
+
+
+def _stage2_row(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"timesteps": summary.get("num_timesteps"), "train_seconds": summary.get("train_seconds")}
+    for domain, last in (summary.get("final") or {}).items():
+        row[f"reward/{domain}"] = last.get("mean_reward")
+    return row
+
+
+STAGES: dict[str, Stage] = {
+    "stage1": Stage("stage1", Stage1Config, "darla.stage1", "stage1.json", _stage1_done, _stage1_row),
+    "stage2": Stage("stage2", Stage2Config, "darla.stage2", "stage2.json", _stage2_done, _stage2_row),
+}
+
+
+def register_stage(stage: Stage) -> None:
+    """Make ``stage`` available to sweeps as ``stage: <stage.name>``."""
+    STAGES[stage.name] = stage
+
+
+def finished_summary(stage: Stage, cfg: Any, run_dir: Path) -> dict[str, Any] | None:
+    """The stage summary in ``run_dir`` when it records a finished run of exactly ``cfg``; otherwise None."""
+    summary_path, config_path = run_dir / stage.summary_file, run_dir / "config.yaml"
+    if not (summary_path.exists() and config_path.exists()):
+        return None
+    saved = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    if config_differences(saved, to_dict(cfg), ignore=("run.",)):  # type: ignore[arg-type]
+        return None
+    summary = json.loads(summary_path.read_text())
+    return summary if stage.is_done(cfg, summary) else None
+
+
+def stage_job(stage: Stage, name: str, cfg: Any, workdir: Path, after: Sequence[str] = (), progress: bool = True,
+              cpus: float = 1.0, gpus: float = 0.0) -> Any:
+    """The :class:`darla.jobs.Job` that runs ``cfg`` with ``stage``'s CLI.
+
+    Its config is written to ``workdir/jobs/<name>.yaml`` just before it starts and its output goes to
+    ``workdir/logs/<name>.log``; it counts as done when ``cfg.run.dir`` holds a finished run of exactly ``cfg``.
+    """
+    from darla.jobs import Job
+
+    config_path = Path(workdir) / JOBS_DIR / f"{name}.yaml"
+    argv = ("-m", stage.module, "--config", str(config_path), *(() if progress else ("--no-progress",)))
+    return Job(name, argv, Path(workdir) / LOGS_DIR / f"{name}.log", after=tuple(after),
+               done=lambda: finished_summary(stage, cfg, Path(cfg.run.dir)) is not None,
+               prepare=lambda: atomic_write_text(config_path, to_yaml(cfg)), cpus=cpus, gpus=gpus)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from darla.config import ConfigError, load_config
+from darla.jobs import Runner, run_jobs
 from darla.pipeline import PipelineConfig, plan, run
 from darla.report import flatten_scores, spearman_with_ci, transfer_markdown
 from darla.transfer import aggregate, RunEvaluation
@@ -29,21 +30,37 @@ def _tiny(tmp_path, **extra):
     return load_config(PipelineConfig, None, overrides)
 
 
-def test_pipeline_end_to_end_and_resume(tmp_path):
+def _numbers(root):
+    """What a pipeline computed, without timings: stage-1 losses and KL, every agent's evaluation returns, the table."""
+    vae = json.loads((root / "stage1" / "vae" / "stage1.json").read_text())
+    evals = {str(p.relative_to(root)): json.loads(p.read_text()) for p in sorted((root / "stage2").glob("*/*/transfer_eval.json"))}
+    table = json.loads((root / "transfer" / "transfer.json").read_text().replace(str(root), "ROOT"))["variants"]
+    return {"terms": vae["terms"], "kl": vae["kl_per_latent"], "evals": evals, "table": table}
+
+
+def test_pipeline_end_to_end_resume_and_parallel_equals_sequential(tmp_path):
     cfg = _tiny(tmp_path)
     jobs = plan(cfg, progress=False)
     assert [j.name for j in jobs] == ["frames", "stage1/vae", "stage2/DARLA_ENT/seed0", "stage2/DARLA_ENT/seed1",
-                                      "stage2/BASELINE/seed0", "stage2/BASELINE/seed1"]
-    # "Kill" after stage 1: run only the first jobs, then the whole pipeline.
-    for job in jobs[:2]:
-        job.execute()
-    stage1_summary = (jobs[1].run_dir / "stage1.json").read_text()
-    ckpt_mtime = (jobs[1].run_dir / "checkpoint.pt").stat().st_mtime_ns
-    result = run(cfg, progress=False)
-    timings = json.loads((tmp_path / "study" / "pipeline.json").read_text())["jobs"]
-    assert timings["frames"] == 0.0 and timings["stage1/vae"] == 0.0  # skipped, not redone
-    assert (jobs[1].run_dir / "checkpoint.pt").stat().st_mtime_ns == ckpt_mtime
-    assert (jobs[1].run_dir / "stage1.json").read_text() == stage1_summary
+                                      "stage2/BASELINE/seed0", "stage2/BASELINE/seed1", "transfer"]
+    after = {j.name: j.after for j in jobs}
+    assert after["stage1/vae"] == ("frames",) and after["stage2/DARLA_ENT/seed1"] == ("stage1/vae",)
+    assert after["stage2/BASELINE/seed0"] == ()  # pixel agents need no vision: they run beside stage 1
+    assert set(after["transfer"]) == {j.name for j in jobs if j.name.startswith("stage2/")}
+    # "Kill" after stage 1: run only the first jobs, then the whole pipeline, two jobs at a time.
+    two = Runner(num_cpus=2)
+    assert all(r.status == "done" for r in run_jobs(jobs[:2], two, echo=None).values())
+    stage1_summary = (tmp_path / "study" / "stage1" / "vae" / "stage1.json").read_text()
+    ckpt_mtime = (tmp_path / "study" / "stage1" / "vae" / "checkpoint.pt").stat().st_mtime_ns
+    lines = []
+    result = run(cfg, progress=False, runner=two, echo=lines.append)
+    saved = json.loads((tmp_path / "study" / "pipeline.json").read_text())
+    assert saved["status"]["frames"] == saved["status"]["stage1/vae"] == "skipped"  # not redone
+    assert saved["jobs"]["frames"] == 0.0 and set(saved["threads"].values()) == {1}
+    assert (tmp_path / "study" / "stage1" / "vae" / "checkpoint.pt").stat().st_mtime_ns == ckpt_mtime
+    assert (tmp_path / "study" / "stage1" / "vae" / "stage1.json").read_text() == stage1_summary
+    assert sum(ln.startswith("start ") for ln in lines) == sum(ln.startswith("done ") for ln in lines) == 5
+    assert (tmp_path / "study" / "logs" / "stage2" / "BASELINE" / "seed1.log").is_file()
     out = tmp_path / "study" / "transfer"
     for name in ("transfer.json", "transfer.md", "transfer.png"):
         assert (out / name).is_file()
@@ -58,9 +75,39 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
             assert np.isclose(s["mean"], np.mean(s["per_seed"]))
     md = (out / "transfer.md").read_text()
     assert "DARLA_ENT" in md and "BASELINE" in md
-    # A second run does no training at all.
-    run(cfg, progress=False)
-    assert all(v == 0.0 for v in json.loads((tmp_path / "study" / "pipeline.json").read_text())["jobs"].values())
+    # A second run does no training at all (only the table is rebuilt, from cached evaluations).
+    run(cfg, progress=False, runner=two, echo=None)
+    status = json.loads((tmp_path / "study" / "pipeline.json").read_text())["status"]
+    assert {k: v for k, v in status.items() if k != "transfer"} == {j.name: "skipped" for j in jobs[:-1]}
+    # The same study one job at a time, at the same thread count: the same numbers, bit for bit.
+    seq = _tiny(tmp_path, **{"pipeline.dir": tmp_path / "sequential"})
+    run(seq, progress=False, runner=Runner(num_cpus=2, max_parallel=1, threads=1), echo=None)
+    assert _numbers(tmp_path / "sequential") == _numbers(tmp_path / "study")
+
+
+def test_pipeline_cli_failure_names_the_job_and_keeps_going(tmp_path, capsys):
+    from darla.pipeline import main
+
+    # BASELINE's PPO batch is refused when its agent is built, inside the stage-2 job; DARLA_ENT's chain still runs.
+    cfg = _tiny(tmp_path, **{"pipeline.seeds": "[0]", "agents": "{BASELINE: [agent.hparams.batch_size=0]}"})
+    jobs = {j.name: j for j in plan(cfg, progress=False)}
+    code = main(["--no-progress", "--num-cpus", "2", "--config", str(_write_config(tmp_path, cfg))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("error: job stage2/BASELINE/seed0 failed: ") and "(1 more did not finish)" in err[0]
+    status = json.loads((tmp_path / "study" / "pipeline.json").read_text())["status"]
+    assert status == {"frames": "done", "stage1/vae": "done", "stage2/DARLA_ENT/seed0": "done",
+                      "stage2/BASELINE/seed0": "failed", "transfer": "blocked"}
+    assert not (tmp_path / "study" / "stage2" / "BASELINE" / "seed0").exists()  # nothing blocks the corrected command
+    assert jobs["stage2/BASELINE/seed0"].log.is_file()
+
+
+def _write_config(tmp_path, cfg):
+    from darla.config import to_yaml
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(to_yaml(cfg))
+    return path
 
 
 def test_pipeline_config_errors(tmp_path):

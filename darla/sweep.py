@@ -1,13 +1,15 @@
-"""Sweeps on Ray Tune: ``python -m darla.sweep --config configs/sweeps/<name>.yaml [--address auto]``.
+"""Sweeps: ``python -m darla.sweep --config configs/sweeps/<name>.yaml [--address auto]``.
 
 A sweep is data: a stage, a base config, and axes over any of its keys. Every trial is one ordinary stage run
 with its own run directory under ``<dir>/trials/<name>``, so a trial can be inspected, resumed or rerun by hand
-with the stage's own CLI. The same command runs on a laptop (local Ray, the default) and on a Ray cluster
-(``--address auto`` or ``ray://host:10001``; ``dir`` must then be storage every node sees).
+with the stage's own CLI. Trials run on darla's job runner (:mod:`darla.jobs`), like the pipeline's jobs: local
+subprocesses by default (``max_concurrent`` at a time, or as many as the cores allow, each with its share of the
+threads), or a Ray cluster with ``--address auto`` / ``ray://host:10001`` (``dir`` must then be storage every
+node sees; ``--address local`` starts Ray on this machine).
 
 .. code-block:: yaml
 
-    stage: stage1                       # a registered stage (see STAGES)
+    stage: stage1                       # a registered stage (darla.runs.STAGES)
     base: configs/dsprites/beta_vae.yaml
     overrides: [train.steps=1500]       # applied to every trial
     grid:                               # crossed: one trial per combination
@@ -18,134 +20,64 @@ with the stage's own CLI. The same command runs on a laptop (local Ray, the defa
       train.lr: {loguniform: [1.0e-4, 1.0e-3]}
     num_samples: 1                      # random draws per grid point
     seed: 0
-    resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional
-    max_concurrent: 2                   # 0: as many as the resources allow
+    resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (on Ray)
+    max_concurrent: 2                   # 0: as many as the cores (or the cluster's resources) allow
     dir: runs/sweeps/dsprites_beta
 
 Trials are expanded here, deterministically, so each has a stable name (``model.beta=4,train.seed=0``) and run
-directory. Trials whose run directory already holds a finished result are skipped before Ray is started: an
+directory. Trials whose run directory already holds a finished result are skipped before anything starts: an
 interrupted sweep, rerun, only does the missing work (an unfinished trial resumes from its last checkpoint).
 
-Sweeps can build on sweeps. A value ``udr-best:<sweep dir>`` (in ``overrides``, ``grid`` or ``variants``) is
-replaced by the UDR-best stage-1 run of that sweep (:func:`darla.select.best_vision_run`): "the best vision
-module of sweep X" without choosing β by hand. A grid axis given as ``["trials:<sweep dir>"]`` takes the run
-directories of every trial of that (finished) sweep, e.g. one agent per vision module.
+Sweeps can build on sweeps, with two plain mappings in place of a value:
+
+- ``{udr_best_of: <sweep dir>}`` (a value in ``grid`` or ``variants``) is the UDR-best stage-1 run of that sweep
+  (:func:`darla.select.best_vision_run`): "the best vision module of sweep X" without choosing β by hand;
+- ``{trials_of: <sweep dir>}`` (a whole grid axis) is the run directory of every trial of that finished sweep,
+  e.g. one agent per vision module.
 
 The sweep directory holds ``sweep.json`` (the expanded plan), ``trials/`` (one run directory per trial, each
-with its own tensorboard events), ``ray/`` (Tune's experiment state and its tensorboard stream of trial results)
-and ``summary.json`` / ``summary.md`` (one row per trial).
+with its own tensorboard events), ``jobs/`` and ``logs/`` (each trial's config file and output) and
+``summary.json`` / ``summary.md`` (one row per trial).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import itertools
 import json
-import logging
 import math
-import os
 import re
 import sys
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from darla.config import ConfigError, Stage1Config, Stage2Config, load_config, to_dict
-from darla.runs import config_differences
+from darla.config import ConfigError, load_config
+from darla.jobs import JobError, MissingRayError, Runner, add_runner_arguments, echo_line, run_jobs, runner_from_args
+from darla.runs import STAGES, Stage, finished_summary, register_stage, stage_job
 from vision.runtime import atomic_write_json, atomic_write_text
+
+__all__ = ["STAGES", "Stage", "register_stage", "finished_summary", "SweepConfig", "Trial", "load_sweep", "expand",
+           "trial_config", "run_sweep", "write_plan", "summarize", "summary_markdown", "main"]
 
 SWEEP_PLAN = "sweep.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 TRIALS_DIR = "trials"
-RAY_DIR = "ray"
-UDR_BEST = "udr-best:"
-TRIALS_OF = "trials:"
+UDR_BEST_OF = "udr_best_of"  # {udr_best_of: DIR}: the UDR-best stage-1 run of the sweep in DIR
+TRIALS_OF = "trials_of"  # {trials_of: DIR}: a grid axis over the run directories of the sweep in DIR
+OLD_FORMS = {"udr-best:": "{udr_best_of: DIR}", "trials:": "{trials_of: DIR} as the whole axis"}
 RANDOM_KINDS = ("uniform", "loguniform", "randint", "choice")
-INSTALL_HINT = 'darla.sweep runs on Ray Tune, which is not installed: pip install -e ".[sweep]"  (or pip install "ray[tune]")'
-
-
-class MissingRayError(ImportError):
-    """Ray Tune is needed and not installed."""
-
-
-# ----- stages ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Stage:
-    """How the sweep runner drives one darla stage.
-
-    ``module`` names the module whose ``run(cfg, progress=...) -> summary`` executes a run (imported in the
-    trial's worker process, so the driver never loads a stage's dependencies); ``summary_file`` is the JSON the
-    stage writes into its run directory when a run ends; ``is_done(cfg, summary)`` says whether that summary
-    shows the run reached the length ``cfg`` asks for; ``row(summary, run_dir)`` gives the scalar columns of the
-    sweep table.
-    """
-
-    name: str
-    schema: type
-    module: str
-    summary_file: str
-    is_done: Callable[[Any, dict[str, Any]], bool]
-    row: Callable[[dict[str, Any], Path], dict[str, Any]]
-
-    def runner(self) -> Callable[..., dict[str, Any]]:
-        return importlib.import_module(self.module).run  # type: ignore[no-any-return]
-
-
-def _stage1_done(cfg: Stage1Config, summary: dict[str, Any]) -> bool:
-    return int(summary.get("step", -1)) >= cfg.train.steps and (not cfg.eval.metrics or "metrics" in summary)
-
-
-def _stage1_row(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    terms = summary.get("terms", {})
-    row: dict[str, Any] = {
-        "step": summary.get("step"),
-        "loss": terms.get("loss"),
-        "recon": terms.get("recon"),
-        "kl": float(sum(summary["kl_per_latent"])) if "kl_per_latent" in summary else None,
-        "active_latents": summary.get("active_latents"),
-        "train_seconds": summary.get("train_seconds"),
-    }
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        from darla.report import flatten_scores
-
-        row.update({f"metric/{k}": v for k, v in flatten_scores(json.loads(metrics_path.read_text())).items()})
-    return row
-
-
-def _stage2_done(cfg: Stage2Config, summary: dict[str, Any]) -> bool:
-    return int(summary.get("num_timesteps", -1)) >= cfg.train.total_timesteps
-
-
-def _stage2_row(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"timesteps": summary.get("num_timesteps"), "train_seconds": summary.get("train_seconds")}
-    for domain, last in (summary.get("final") or {}).items():
-        row[f"reward/{domain}"] = last.get("mean_reward")
-    return row
-
-
-STAGES: dict[str, Stage] = {
-    "stage1": Stage("stage1", Stage1Config, "darla.stage1", "stage1.json", _stage1_done, _stage1_row),
-    "stage2": Stage("stage2", Stage2Config, "darla.stage2", "stage2.json", _stage2_done, _stage2_row),
-}
-
-
-def register_stage(stage: Stage) -> None:
-    """Make ``stage`` available to sweeps as ``stage: <stage.name>``."""
-    STAGES[stage.name] = stage
 
 
 # ----- the sweep schema ------------------------------------------------------------------------------------
 @dataclass
 class ResourcesConfig:
-    """What Ray reserves for each trial; ``cpu`` also sets the trial's torch thread count."""
+    """What each trial reserves: ``cpu`` cores (locally, ``max_concurrent`` and the cores set how many run at once),
+    ``gpu`` on Ray."""
 
     cpu: float = 1.0
     gpu: float = 0.0  # fractions share a GPU between trials (e.g. 0.25: four trials per GPU)
@@ -164,13 +96,13 @@ class SweepConfig:
     stage: str = "stage1"
     base: str = ""  # the stage's YAML config; "" starts from the schema's defaults
     overrides: list[str] = field(default_factory=list)  # dotted key=value, applied to every trial
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values
+    grid: dict[str, Any] = field(default_factory=dict)  # dotted key -> [values] or {trials_of: <sweep dir>}
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {dotted key: value}
     random: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # dotted key -> {kind: args}
     num_samples: int = 1
     seed: int = 0
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    max_concurrent: int = 0  # 0: as many trials at once as the cluster's resources allow
+    max_concurrent: int = 0  # 0: as many trials at once as the cores (or the cluster's resources) allow
     dir: str = "runs/sweeps/sweep"
 
     def __post_init__(self) -> None:
@@ -184,15 +116,24 @@ class SweepConfig:
             raise ValueError("dir: required")
         if self.num_samples > 1 and not self.random:
             raise ValueError("num_samples: > 1 repeats identical trials without random axes; sweep a seed axis instead")
+        for o in self.overrides:
+            _check_value("overrides", o.partition("=")[2])
         for key, values in self.grid.items():
             _check_key(f"grid.{key}", key)
+            if _reference(values) == TRIALS_OF:
+                continue
+            if not isinstance(values, list):
+                raise ValueError(f"grid.{key}: expected a list of values or {{{TRIALS_OF}: <sweep dir>}}, got {values!r}")
             if not values:
                 raise ValueError(f"grid.{key}: needs at least one value")
+            for v in values:
+                _check_value(f"grid.{key}", v)
         for name, bundle in self.variants.items():
             if not bundle:
                 raise ValueError(f"variants.{name}: needs at least one key: value")
-            for key in bundle:
+            for key, v in bundle.items():
                 _check_key(f"variants.{name}.{key}", key)
+                _check_value(f"variants.{name}.{key}", v)
         for key, spec in self.random.items():
             _check_key(f"random.{key}", key)
             _check_random(key, spec)
@@ -204,6 +145,28 @@ class SweepConfig:
 def _check_key(where: str, key: str) -> None:
     if key.startswith("run."):
         raise ValueError(f"{where}: run.* is set by the sweep (each trial's run.dir is <dir>/trials/<name>)")
+
+
+def _reference(value: Any) -> str:
+    """``udr_best_of`` / ``trials_of`` when ``value`` is that one-key mapping (a reference to another sweep), else ''."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        (kind, target), = value.items()
+        if kind in (UDR_BEST_OF, TRIALS_OF):
+            if not isinstance(target, str) or not target:
+                raise ValueError(f"{kind}: expected a sweep directory, got {target!r}")
+            return str(kind)
+    return ""
+
+
+def _check_value(where: str, value: Any) -> None:
+    kind = _reference(value)
+    if kind == TRIALS_OF:
+        raise ValueError(f"{where}: {{{TRIALS_OF}: DIR}} is a whole grid axis (grid.KEY: {{{TRIALS_OF}: DIR}}), not a value")
+    if isinstance(value, str):
+        for prefix, new_form in OLD_FORMS.items():
+            if value.startswith(prefix):
+                raise ValueError(f"{where}: {value!r} is the old string form; write {new_form} "
+                                 f"({'in grid or variants' if prefix == 'udr-best:' else 'e.g. vision.run: {trials_of: DIR}'})")
 
 
 def _check_random(key: str, spec: Mapping[str, list[Any]]) -> None:
@@ -250,6 +213,8 @@ def format_value(value: Any) -> str:
 
 def value_label(value: Any) -> str:
     """A short, file-name-safe rendering of an axis value for trial names."""
+    if _reference(value) == UDR_BEST_OF:
+        value = f"udr-best:{value[UDR_BEST_OF]}"  # the label trials of this value have always had
     if isinstance(value, float):
         text = f"{value:g}"
     elif isinstance(value, (str, int, bool)) or value is None:
@@ -271,36 +236,38 @@ def _draw(rng: np.random.Generator, spec: Mapping[str, list[Any]]) -> Any:
 
 
 def _resolver() -> Callable[[Any], Any]:
-    """Replaces ``udr-best:<sweep dir>`` by that sweep's UDR-best stage-1 run directory (each sweep looked up once)."""
+    """Replaces ``{udr_best_of: <sweep dir>}`` by that sweep's UDR-best stage-1 run directory (each sweep looked up
+    once); other values pass unchanged."""
     memo: dict[str, str] = {}
 
     def resolve(value: Any) -> Any:
-        if not (isinstance(value, str) and value.startswith(UDR_BEST)):
+        if _reference(value) != UDR_BEST_OF:
             return value
-        if value not in memo:
+        sweep_dir = value[UDR_BEST_OF]
+        if sweep_dir not in memo:
             from darla.select import best_vision_run
 
-            memo[value] = str(best_vision_run(value[len(UDR_BEST):]))
-        return memo[value]
+            memo[sweep_dir] = str(best_vision_run(sweep_dir))
+        return memo[sweep_dir]
 
     return resolve
 
 
-def _axis(key: str, values: list[Any]) -> list[tuple[str, Any]]:
-    """(label, value) pairs of a grid axis; ``["trials:<sweep dir>"]`` lists that sweep's trial run directories."""
-    if len(values) == 1 and isinstance(values[0], str) and values[0].startswith(TRIALS_OF):
-        src = Path(values[0][len(TRIALS_OF):])
-        plan_path = src / SWEEP_PLAN
-        if not plan_path.exists():
-            raise ConfigError(f"grid.{key}: {src} holds no {SWEEP_PLAN}; run that sweep first")
-        plan = json.loads(plan_path.read_text())
-        unfinished = [t["name"] for t in plan["trials"]
-                      if not (Path(t["run_dir"]) / STAGES[plan["stage"]].summary_file).exists()]
-        if unfinished:
-            raise ConfigError(f"grid.{key}: {len(unfinished)} trials of {src} are not finished "
-                              f"(e.g. {unfinished[0]}); finish that sweep first")
-        return [(value_label(t["name"]), t["run_dir"]) for t in plan["trials"]]
-    return [(value_label(v), v) for v in values]
+def _axis(key: str, values: Any) -> list[tuple[str, Any]]:
+    """(label, value) pairs of a grid axis; ``{trials_of: <sweep dir>}`` lists that sweep's trial run directories."""
+    if _reference(values) != TRIALS_OF:
+        return [(value_label(v), v) for v in values]
+    src = Path(values[TRIALS_OF])
+    plan_path = src / SWEEP_PLAN
+    if not plan_path.exists():
+        raise ConfigError(f"grid.{key}: {src} holds no {SWEEP_PLAN}; run that sweep first")
+    plan = json.loads(plan_path.read_text())
+    unfinished = [t["name"] for t in plan["trials"]
+                  if not (Path(t["run_dir"]) / STAGES[plan["stage"]].summary_file).exists()]
+    if unfinished:
+        raise ConfigError(f"grid.{key}: {len(unfinished)} trials of {src} are not finished "
+                          f"(e.g. {unfinished[0]}); finish that sweep first")
+    return [(value_label(t["name"]), t["run_dir"]) for t in plan["trials"]]
 
 
 def expand(spec: SweepConfig, extra_overrides: Sequence[str] = ()) -> list[Trial]:
@@ -311,10 +278,7 @@ def expand(spec: SweepConfig, extra_overrides: Sequence[str] = ()) -> list[Trial
     """
     root = Path(spec.dir).resolve()
     resolve = _resolver()
-    common = []
-    for o in [*spec.overrides, *extra_overrides]:
-        key, _, value = o.partition("=")
-        common.append(f"{key}={resolve(value)}" if value.startswith(UDR_BEST) else o)
+    common = [*spec.overrides, *extra_overrides]
     variants = list(spec.variants.items()) or [("", {})]
     axes = [_axis(k, v) for k, v in spec.grid.items()]
     points = list(itertools.product(*axes)) if axes else [()]
@@ -351,118 +315,31 @@ def trial_config(spec: SweepConfig, trial: Trial) -> Any:
         raise ConfigError(f"trial {trial.name}: {e}") from None
 
 
-def finished_summary(stage: Stage, cfg: Any, run_dir: Path) -> dict[str, Any] | None:
-    """The stage summary in ``run_dir`` when it records a finished run of exactly ``cfg``; otherwise None."""
-    summary_path, config_path = run_dir / stage.summary_file, run_dir / "config.yaml"
-    if not (summary_path.exists() and config_path.exists()):
-        return None
-    saved = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
-    if config_differences(saved, to_dict(cfg), ignore=("run.",)):  # type: ignore[arg-type]
-        return None
-    summary = json.loads(summary_path.read_text())
-    return summary if stage.is_done(cfg, summary) else None
-
-
 # ----- running ---------------------------------------------------------------------------------------------
-def _import_ray() -> Any:
-    try:
-        import ray
-        from ray import tune  # noqa: F401
-    except ImportError:
-        raise MissingRayError(INSTALL_HINT) from None
-    return ray
+def run_sweep(spec: SweepConfig, runner: Runner | None = None, *, extra_overrides: Sequence[str] = (),
+              progress: bool = False, echo: Callable[[str], None] | None = echo_line) -> dict[str, Any]:
+    """Run every unfinished trial of ``spec``; returns the summary written to ``<dir>/summary.json``.
 
-
-def _run_trial(config: dict[str, Any], *, stage: Stage, base: str, plans: dict[str, list[str]], threads: int,
-               cwd: str) -> None:
-    """Tune's trainable: one stage run in a Ray worker, reporting the trial's table row."""
-    import torch
-    from ray import tune
-
-    # Tune starts each trial in a scratch directory; relative paths in configs (frame stores, DAE and vision
-    # checkpoints) mean what they mean on the sweep's command line.
-    if Path(cwd).is_dir():
-        os.chdir(cwd)
-    torch.set_num_threads(threads)
-    cfg = load_config(stage.schema, base or None, plans[config["trial"]])
-    summary = stage.runner()(cfg, progress=False)
-    row = stage.row(summary, Path(cfg.run.dir))
-    tune.report({k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-
-
-def run_sweep(
-    spec: SweepConfig,
-    *,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    extra_overrides: Sequence[str] = (),
-    verbose: int = 1,
-) -> dict[str, Any]:
-    """Run every unfinished trial of ``spec`` on Ray Tune; returns the summary written to ``<dir>/summary.json``.
-
-    ``address`` None starts a local Ray (``num_cpus``/``num_gpus`` cap it; default: the whole machine) and shuts
-    it down afterwards; otherwise the sweep joins that cluster. Trials already finished are not handed to Ray;
-    when none is left Ray is not started at all.
+    ``runner`` (:class:`darla.jobs.Runner`): local subprocesses by default, ``max_concurrent`` at a time (or as
+    many as the cores allow for ``resources.cpu`` each); Ray with an ``address``. Finished trials are not
+    started at all (when none is left, no executor, and so no Ray, is started). ``progress`` writes the stages'
+    progress lines into the trials' logs; ``echo`` gets one line per trial start and end.
     """
     stage = STAGES[spec.stage]
     root = Path(spec.dir).resolve()
+    runner = runner or Runner(max_parallel=spec.max_concurrent)
     trials = expand(spec, extra_overrides)
     configs = {t.name: trial_config(spec, t) for t in trials}  # every trial validated before anything runs
-    done = {t.name: s for t in trials if (s := finished_summary(stage, configs[t.name], t.run_dir)) is not None}
-    pending = [t for t in trials if t.name not in done]
     write_plan(spec, trials, extra_overrides)
-    print(f"sweep {root.name}: {len(trials)} trials, {len(done)} already finished, {len(pending)} to run", flush=True)
-
-    errors: dict[str, str] = {}
-    if pending:
-        errors = _tune(spec, stage, pending, root, address=address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
-    summary = summarize(spec, trials, stage, skipped=set(done), errors=errors)
+    jobs = [stage_job(stage, t.name, configs[t.name], root, progress=progress, cpus=spec.resources.cpu,
+                      gpus=spec.resources.gpu) for t in trials]
+    results = run_jobs(jobs, runner, echo=echo, label=f"sweep {root.name}")
+    errors = {name: r.error for name, r in results.items() if r.status in ("failed", "blocked")}
+    skipped = {name for name, r in results.items() if r.status == "skipped"}
+    summary = summarize(spec, trials, stage, skipped=skipped, errors=errors)
     atomic_write_json(root / SUMMARY_JSON, summary)
     atomic_write_text(root / SUMMARY_MD, summary_markdown(summary))
     return summary
-
-
-def _tune(spec: SweepConfig, stage: Stage, pending: list[Trial], root: Path, *, address: str | None,
-          num_cpus: int | None, num_gpus: int | None, verbose: int) -> dict[str, str]:
-    """Hand ``pending`` to Ray Tune; returns {trial name: one-line error} for the trials that failed."""
-    ray = _import_ray()
-    from ray import tune
-
-    started = False
-    if not ray.is_initialized():
-        if address is None:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level=logging.WARNING)
-        else:
-            try:
-                ray.init(address=address, logging_level=logging.WARNING)
-            except ConnectionError as e:
-                raise ConfigError(f"--address {address}: {str(e).splitlines()[0]}") from None
-        started = True
-    try:
-        trainable = tune.with_parameters(
-            _run_trial, stage=stage, base=str(Path(spec.base).resolve()) if spec.base else "", plans={t.name: t.overrides for t in pending},
-            threads=max(1, int(spec.resources.cpu)), cwd=str(Path.cwd()),
-        )
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
-            param_space={"trial": tune.grid_search([t.name for t in pending])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent or None),
-            run_config=tune.RunConfig(
-                storage_path=str(root / RAY_DIR), name=time.strftime("tune-%Y%m%d-%H%M%S"), verbose=verbose,
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-        results = tuner.fit()
-        errors: dict[str, str] = {}
-        for result in results:
-            if result.error is not None:
-                cause = getattr(result.error, "cause", None) or result.error
-                errors[result.config["trial"]] = (f"{type(cause).__name__}: {cause}".strip().splitlines() or [""])[0]
-        return errors
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def write_plan(spec: SweepConfig, trials: list[Trial], extra_overrides: Sequence[str] = ()) -> Path:
@@ -532,13 +409,12 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m darla.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="sweep YAML (see configs/sweeps/)")
-    parser.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://host:10001); default: local Ray")
-    parser.add_argument("--num-cpus", type=int, default=None, help="local Ray only: CPUs to use (default: all)")
-    parser.add_argument("--num-gpus", type=int, default=None, help="local Ray only: GPUs to use (default: all)")
     parser.add_argument("--set", dest="trial_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override applied to every trial (repeatable), e.g. --set train.steps=300")
     parser.add_argument("--dry-run", action="store_true", help="print the trials and their status; run nothing")
-    parser.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    parser.add_argument("--progress", action="store_true", help="progress lines in the trials' logs")
+    parser.add_argument("--quiet", action="store_true", help="no line per trial start and end")
+    add_runner_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="sweep-level overrides, e.g. max_concurrent=1 dir=runs/sweeps/x")
     args = parser.parse_args(argv)
     try:
@@ -549,14 +425,18 @@ def main(argv: list[str] | None = None) -> int:
                 state = "finished" if finished_summary(stage, trial_config(spec, t), t.run_dir) else "pending"
                 print(f"{state:9s} {t.name}\n          {t.command(spec.stage, spec.base)}")
             return 0
-        summary = run_sweep(spec, address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                            extra_overrides=args.trial_overrides, verbose=0 if args.quiet else 1)
-    except (ConfigError, MissingRayError, FileNotFoundError) as e:
+        summary = run_sweep(spec, runner_from_args(args, max_parallel=spec.max_concurrent),
+                            extra_overrides=args.trial_overrides, progress=args.progress,
+                            echo=None if args.quiet else echo_line)
+    except (ConfigError, ValueError, MissingRayError, FileNotFoundError, JobError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running trials were stopped; rerun the same command to resume", file=sys.stderr)
+        return 130
     root = Path(summary["dir"])
     print(summary_markdown(summary))
-    print(f"summary: {root / SUMMARY_MD}; tensorboard --logdir {root / TRIALS_DIR}")
+    print(f"summary: {root / SUMMARY_MD}; logs: {root / 'logs'}; tensorboard --logdir {root / TRIALS_DIR}")
     return 1 if summary["counts"]["error"] or summary["counts"]["incomplete"] else 0
 
 

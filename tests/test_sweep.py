@@ -1,4 +1,5 @@
-"""Sweeps: trial expansion, finished-trial detection, summaries, and a 2×2 sweep on local Ray (rerun does no work)."""
+"""Sweeps: trial expansion, references to other sweeps, finished-trial detection, summaries, and a 2×2 sweep on the
+local job runner (a rerun does no work)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ import pytest
 
 from darla import stage1
 from darla.config import ConfigError
-from darla.sweep import (STAGES, SUMMARY_JSON, SUMMARY_MD, SWEEP_PLAN, MissingRayError, SweepConfig, Trial, _import_ray,
-                         expand, finished_summary, load_sweep, main, run_sweep, summarize, summary_markdown, trial_config)
+from darla.jobs import Runner
+from darla.sweep import (STAGES, SUMMARY_JSON, SUMMARY_MD, SWEEP_PLAN, SweepConfig, Trial, expand, finished_summary,
+                         load_sweep, main, run_sweep, summarize, summary_markdown, trial_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Stage-1 runs of a few seconds: 256 dSprites images, 3 steps, 3 latents.
@@ -76,7 +78,8 @@ def test_trials_axis_expands_another_sweeps_run_dirs(tmp_path: Path) -> None:
         (r / "stage1.json").write_text("{}")
     (src / SWEEP_PLAN).write_text(json.dumps({"stage": "stage1", "trials": [
         {"name": r.name, "run_dir": str(r), "params": {}} for r in runs]}))
-    spec = SweepConfig(stage="stage2", grid={"vision.run": [f"trials:{src}"], "train.seed": [0]}, dir=str(tmp_path / "agents"))
+    spec = SweepConfig(stage="stage2", grid={"vision.run": {"trials_of": str(src)}, "train.seed": [0]},
+                       dir=str(tmp_path / "agents"))
     trials = expand(spec)
     assert [t.params["vision.run"] for t in trials] == [str(r) for r in runs]
     assert trials[0].name == "vision.run=model.beta=1_train.seed=0,train.seed=0"
@@ -91,11 +94,16 @@ def test_udr_best_reference_is_resolved_once(tmp_path: Path, monkeypatch: pytest
 
     calls = []
     monkeypatch.setattr(darla.select, "best_vision_run", lambda d: calls.append(d) or Path("/runs/best"))
-    spec = SweepConfig(stage="stage2", overrides=["vision.run=udr-best:runs/sweeps/x"], grid={"train.seed": [0, 1, 2]},
-                       dir=str(tmp_path / "agents"))
+    best = {"udr_best_of": "runs/sweeps/x"}
+    spec = SweepConfig(stage="stage2", grid={"train.seed": [0, 1, 2]}, dir=str(tmp_path / "agents"),
+                       variants={"DARLA": {"agent.variant": "DARLA", "vision.run": best},
+                                 "DARLA_FT": {"agent.variant": "DARLA_FT", "vision.run": best}})
     trials = expand(spec)
     assert calls == ["runs/sweeps/x"]
     assert all(trial_config(spec, t).vision.run == "/runs/best" for t in trials)
+    assert trials[0].params["vision.run"] == best  # the plan records the reference, the trial its run
+    grid = expand(SweepConfig(stage="stage2", grid={"vision.run": [best]}, dir=str(tmp_path / "g")))
+    assert grid[0].name == "vision.run=udr-best_runs_sweeps_x"  # the name such trials have always had
 
 
 @pytest.mark.parametrize("fields, match", [
@@ -108,6 +116,13 @@ def test_udr_best_reference_is_resolved_once(tmp_path: Path, monkeypatch: pytest
     ({"random": {"model.beta": {"uniform": [1, 2]}}}, "random.model.beta: also a grid axis"),
     ({"num_samples": 3}, "num_samples: > 1 repeats identical trials"),
     ({"resources": {"cpu": 0}}, "resources.cpu: must be > 0"),
+    ({"grid": {"vision.run": ["trials:runs/x"]}}, "grid.vision.run: 'trials:runs/x' is the old string form; write "
+                                                   "\\{trials_of: DIR\\} as the whole axis"),
+    ({"overrides": ["vision.run=udr-best:runs/x"]}, "overrides: 'udr-best:runs/x' is the old string form; write "
+                                                     "\\{udr_best_of: DIR\\} \\(in grid or variants\\)"),
+    ({"variants": {"a": {"vision.run": {"trials_of": "runs/x"}}}}, "variants.a.vision.run: \\{trials_of: DIR\\} is a whole grid axis"),
+    ({"grid": {"vision.run": {"udr_best_of": "runs/x"}}}, "grid.vision.run: expected a list of values or"),
+    ({"grid": {"vision.run": {"trials_of": ""}}}, "trials_of: expected a sweep directory"),
 ])
 def test_bad_sweep_configs_name_the_key(tmp_path: Path, fields: dict, match: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -138,16 +153,10 @@ def test_shipped_sweep_configs_validate(tmp_path: Path, monkeypatch: pytest.Monk
     assert {"local", "dsprites_beta", "pickup_vision", "pickup_agents", "pickup_correlation"} <= {p.stem for p in paths}
     for path in paths:
         copy = tmp_path / path.name
-        copy.write_text(re.sub(r"trials:[^\]\"',]+", f"trials:{src}", path.read_text()))
+        copy.write_text(re.sub(r"trials_of: [^}\s]+", f"trials_of: {src}", path.read_text()))
         spec = load_sweep(copy, [f"dir={tmp_path / path.stem}"])
         for t in expand(spec):
             trial_config(spec, t)  # every key of every trial exists in the stage's schema
-
-
-def test_missing_ray_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(MissingRayError, match=r'pip install -e "\.\[sweep\]"'):
-        _import_ray()
 
 
 def test_finished_summary_needs_the_same_config_and_full_length(tmp_path: Path) -> None:
@@ -185,28 +194,49 @@ def test_summary_reports_errors_and_incomplete_trials(tmp_path: Path) -> None:
     assert "| model.beta=1,train.seed=0 | error | 1 | 0 |" in md and "ValueError: boom" in md
 
 
-def test_two_by_two_sweep_on_local_ray_then_rerun_does_no_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ray.tune")
+def test_two_by_two_sweep_on_the_job_runner_then_rerun_does_no_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_sweep(ROOT / "configs/sweeps/local.yaml", [f"dir={tmp_path / 'local'}", "max_concurrent=2"])
     trials = expand(spec, TINY)
-    # One trial finished before the sweep started (an interrupted earlier invocation): Ray runs the other three.
+    # One trial finished before the sweep started (an interrupted earlier invocation): the runner runs the other three.
     stage1.run(trial_config(spec, trials[0]), progress=False)
-    summary = run_sweep(spec, num_cpus=2, extra_overrides=TINY, verbose=0)
+    lines: list[str] = []
+    summary = run_sweep(spec, Runner(max_parallel=2, num_cpus=2), extra_overrides=TINY, echo=lines.append)
     assert summary["counts"] == {"done": 3, "skipped": 1, "error": 0, "incomplete": 0}
+    assert sum(ln.startswith("start ") for ln in lines) == 3
     root = Path(summary["dir"])
     saved = json.loads((root / SUMMARY_JSON).read_text())
     assert [r["trial"] for r in saved["trials"]] == [t.name for t in trials]
     assert all(r["result"]["step"] == 3 for r in saved["trials"])
     assert (root / SUMMARY_MD).read_text().count("| model.beta=") == 4
-    assert list((root / "ray").glob("*/*/events.out.tfevents.*")), "Tune's tensorboard stream"
     assert all(list((t.run_dir / "tb").glob("events.out.tfevents.*")) for t in trials)
+    assert all((root / "logs" / f"{t.name}.log").is_file() for t in trials[1:])
     stamps = {t.name: (t.run_dir / "checkpoint.pt").stat().st_mtime_ns for t in trials}
 
-    # Rerun: everything is finished, so Ray is not even started and no checkpoint is touched.
-    import darla.sweep
+    # Rerun: everything is finished, so no executor (local or Ray) starts and no checkpoint is touched.
+    import darla.jobs
 
-    monkeypatch.setattr(darla.sweep, "_tune", lambda *a, **k: pytest.fail("a finished sweep started Ray"))
-    assert main(["--config", "configs/sweeps/local.yaml", f"dir={tmp_path / 'local'}", "--quiet",
+    monkeypatch.setattr(darla.jobs, "_Local", lambda *a, **k: pytest.fail("a finished sweep started jobs"))
+    monkeypatch.setattr(darla.jobs, "_Ray", lambda *a, **k: pytest.fail("a finished sweep started Ray"))
+    assert main(["--config", "configs/sweeps/local.yaml", f"dir={tmp_path / 'local'}", "--quiet", "--address", "auto",
                  *(f"--set={o}" for o in TINY)]) == 0
     assert json.loads((root / SUMMARY_JSON).read_text())["counts"]["skipped"] == 4
     assert stamps == {t.name: (t.run_dir / "checkpoint.pt").stat().st_mtime_ns for t in trials}
+
+
+def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path: Path) -> None:
+    # A missing frame store is found when the trial starts, inside its own process.
+    spec = _spec(tmp_path, grid={"train.seed": [0]}, variants={
+        "ok": {"train.lr": 0.001}, "bad": {"data.source": "frames", "data.path": str(tmp_path / "none.npz")}})
+    summary = run_sweep(spec, Runner(num_cpus=2), echo=None)
+    rows = {r["trial"]: r for r in summary["trials"]}
+    assert rows["ok,train.seed=0"]["status"] == "done" and rows["bad,train.seed=0"]["status"] == "error"
+    assert rows["bad,train.seed=0"]["error"].startswith("error: ") and "none.npz" in rows["bad,train.seed=0"]["error"]
+    assert main(["--config", str(_write_spec(tmp_path, spec)), "--quiet", "--num-cpus", "2"]) == 1
+
+
+def _write_spec(tmp_path: Path, spec: SweepConfig) -> Path:
+    import dataclasses
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(dataclasses.asdict(spec)))
+    return path

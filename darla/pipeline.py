@@ -112,13 +112,14 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
 
         module_dirs = {**module_dirs, **{m: Path(best_vision_run(cfg.pipeline.udr_sweep)) for m in used if m not in module_dirs}}
     agents: list[Job] = []
+    runs: list[str] = []
     for variant, module in cfg.pipeline.variants.items():
         for seed in cfg.pipeline.seeds:
             s2 = _stage2_config(cfg, variant, seed, str(module_dirs[module]) if module else "")
             after = [f"stage1/{module}"] if module in cfg.vision else []
             agents.append(stage_job(STAGES["stage2"], f"stage2/{variant}/seed{seed}", s2, root, after=after,
                                     progress=progress))
-    runs = [str(_stage2_config(cfg, v, s, "").run.dir) for v in cfg.pipeline.variants for s in cfg.pipeline.seeds]
+            runs.append(s2.run.dir)
     transfer = Job("transfer", ("-m", "darla.transfer", "--runs", *runs, "--out", str(root / "transfer"),
                                 "--episodes", str(cfg.transfer.episodes), "--reps", str(cfg.transfer.reps)),
                    root / LOGS_DIR / "transfer.log", after=tuple(j.name for j in agents))

@@ -364,7 +364,8 @@ def run_jobs(jobs: Sequence[Job], runner: Runner | None = None, *, echo: Callabl
             executor = _Ray(runner)
         else:
             executor = _Local(*runner.local_layout(pending))
-        say(f"{label}: {executor.describe()}; logs beside each job ({Path(pending[0].log).parent})")
+        logs = os.path.commonpath([str(Path(j.log).parent.resolve()) for j in pending])
+        say(f"{label}: {executor.describe()}; one log per job under {logs}")
         try:
             _schedule(pending, executor, results, say, total)
         finally:

@@ -120,7 +120,7 @@ class SweepConfig:
             _check_value("overrides", o.partition("=")[2])
         for key, values in self.grid.items():
             _check_key(f"grid.{key}", key)
-            if _reference(values) == TRIALS_OF:
+            if _reference(values, f"grid.{key}") == TRIALS_OF:
                 continue
             if not isinstance(values, list):
                 raise ValueError(f"grid.{key}: expected a list of values or {{{TRIALS_OF}: <sweep dir>}}, got {values!r}")
@@ -147,19 +147,19 @@ def _check_key(where: str, key: str) -> None:
         raise ValueError(f"{where}: run.* is set by the sweep (each trial's run.dir is <dir>/trials/<name>)")
 
 
-def _reference(value: Any) -> str:
+def _reference(value: Any, where: str = "") -> str:
     """``udr_best_of`` / ``trials_of`` when ``value`` is that one-key mapping (a reference to another sweep), else ''."""
     if isinstance(value, Mapping) and len(value) == 1:
         (kind, target), = value.items()
         if kind in (UDR_BEST_OF, TRIALS_OF):
             if not isinstance(target, str) or not target:
-                raise ValueError(f"{kind}: expected a sweep directory, got {target!r}")
+                raise ValueError(f"{where}.{kind}: expected a sweep directory, got {target!r}")
             return str(kind)
     return ""
 
 
 def _check_value(where: str, value: Any) -> None:
-    kind = _reference(value)
+    kind = _reference(value, where)
     if kind == TRIALS_OF:
         raise ValueError(f"{where}: {{{TRIALS_OF}: DIR}} is a whole grid axis (grid.KEY: {{{TRIALS_OF}: DIR}}), not a value")
     if isinstance(value, str):

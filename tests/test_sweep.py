@@ -122,7 +122,7 @@ def test_udr_best_reference_is_resolved_once(tmp_path: Path, monkeypatch: pytest
                                                      "\\{udr_best_of: DIR\\} \\(in grid or variants\\)"),
     ({"variants": {"a": {"vision.run": {"trials_of": "runs/x"}}}}, "variants.a.vision.run: \\{trials_of: DIR\\} is a whole grid axis"),
     ({"grid": {"vision.run": {"udr_best_of": "runs/x"}}}, "grid.vision.run: expected a list of values or"),
-    ({"grid": {"vision.run": {"trials_of": ""}}}, "trials_of: expected a sweep directory"),
+    ({"grid": {"vision.run": {"trials_of": ""}}}, "grid.vision.run.trials_of: expected a sweep directory"),
 ])
 def test_bad_sweep_configs_name_the_key(tmp_path: Path, fields: dict, match: str) -> None:
     path = tmp_path / "bad.yaml"

@@ -419,7 +419,7 @@ def run(cfg: ScanConfig, progress: bool = True) -> dict[str, Any]:
     seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes
     symbols = SymbolVAE(space.dim, vision.latent_dim, cfg.model)
     ops = Recombination(cfg.model)
-    state = read_scan_state(state_path)["state"] if state_path.exists() else {"step": 0}
+    resumed = state_path.exists()
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
         trained = train_scan(symbols, ops, cache, cfg.train, run_dir, progress=progress, writer=writer,
@@ -438,7 +438,7 @@ def run(cfg: ScanConfig, progress: bool = True) -> dict[str, Any]:
                     "examples_per_concept": cfg.symbols.examples_per_concept,
                     "labelled_pairs": int(len(pair_concept)),
                     "operator_triples": {op: int(len(v)) for op, v in cache.triples.items()}},
-        "resumed": bool(resuming and state.get("step", 0) > 0),
+        "resumed": resumed,
         "terms": trained["terms"],
         "seconds": {"encode": round(encode_seconds, 2), "train": trained["train_seconds"], "eval": round(eval_seconds, 2)},
         **results,

@@ -349,14 +349,14 @@ class Recombination(nn.Module):
 # ----- training on cached visual posteriors ---------------------------------------------------------------
 @dataclass
 class ScanTrainConfig:
-    """Optimisation of SCAN's two phases: the symbol VAE, then (on its frozen encoder) the recombination network."""
+    """Optimisation of SCAN's two phases: the symbol VAE, then (on its frozen encoder) the recombination network.
+    Both are small MLPs on cached posteriors and train on the CPU."""
 
     steps: int = 4000  # symbol-VAE steps
     op_steps: int = 3000  # recombination steps
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
-    device: str = "cpu"  # the cached posteriors are small: CPU is the fast place for these MLPs
     log_every: int = 100
     ckpt_every: int = 1000
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default

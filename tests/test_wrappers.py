@@ -11,6 +11,7 @@ from vision.checkpoint import save_checkpoint
 from vision.images import resize_frames, to_tensor
 from vision.models import build_model
 from vision.models.base import ModelConfig
+from vision.runtime import autocast_dtype
 from vision.wrappers import (
     DisentangledObservation, FrozenEncoder, ObservationShapeError, VecDisentangledObservation, VecResizeFrames,
 )
@@ -210,16 +211,63 @@ def test_to_tensor_channels_last_keeps_values_and_layout():
 
 
 def test_mixed_precision_encoder_stays_close_to_fp32():
-    from vision.runtime import autocast_dtype
-
     torch.manual_seed(0)
     model = build_model(ModelConfig(family="beta_vae", latent_dim=6), (3, 64, 64))
     frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     fp32, amp = FrozenEncoder(model), FrozenEncoder(model, amp=True)
+    assert fp32.backend == "fp32"
     out = amp(frames)
     assert out.dtype == np.float32 and out.shape == (4, 6)
     if autocast_dtype(torch.device("cpu")) is None:  # no native bf16: amp stays fp32, bit for bit
-        assert amp.amp_dtype is None and np.array_equal(out, fp32(frames))
+        assert amp.amp_dtype is None and amp.backend == "fp32" and np.array_equal(out, fp32(frames))
     else:
-        assert amp.amp_dtype == torch.bfloat16
+        assert amp.amp_dtype == torch.bfloat16 and amp.backend == "bf16 onednn-fused"
         np.testing.assert_allclose(out, fp32(frames), atol=0.05)
+
+
+needs_bf16 = pytest.mark.skipif(autocast_dtype(torch.device("cpu")) != torch.bfloat16, reason="this CPU has no native bf16")
+
+
+@needs_bf16
+@pytest.mark.parametrize("family,channels", [("beta_vae", 3), ("beta_vae", 1), ("dae", 3)])
+def test_fused_bf16_encoder_matches_fp32_for_any_batch(family, channels):
+    from vision.wrappers import FusedConv64Bf16
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family=family, latent_dim=4), (channels, 64, 64))
+    fp32 = FrozenEncoder(model, latent="mean+logvar" if model.stochastic else "mean")
+    amp = FrozenEncoder(model, latent=fp32.latent, amp=True)
+    assert amp.backend == "bf16 onednn-fused"
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 33):  # the kernels' weight layout was packed once, for no particular batch size
+        frames = rng.integers(0, 256, (n, 64, 64, channels), dtype=np.uint8)
+        ref, out = fp32(frames), amp(frames)
+        assert out.shape == ref.shape == (n, fp32.out_dim) and out.dtype == np.float32
+        # bf16 keeps 8 significant bits; through five layers the outputs stay within ~1e-3 of their scale
+        np.testing.assert_allclose(out, ref, atol=2e-3 * max(1.0, float(np.abs(ref).max())))
+    body = FusedConv64Bf16(model.encoder)
+    x = to_tensor(frames)
+    with torch.no_grad():
+        np.testing.assert_allclose(body(x).numpy(), model.encoder(x).numpy(), atol=2e-3)
+
+
+@needs_bf16
+def test_fused_path_only_for_the_plain_conv64_encode():
+    torch.manual_seed(0)
+    mlp = build_model(ModelConfig(family="beta_vae", arch="mlp", latent_dim=3, hidden=16), (1, 8, 8))
+    assert FrozenEncoder(mlp, amp=True).backend == "bfloat16 autocast"
+    infogan = build_model(ModelConfig(family="infogan", latent_dim=4), (3, 64, 64))  # its own encode (Q head)
+    enc = FrozenEncoder(infogan, amp=True)
+    assert enc.backend == "bfloat16 autocast"
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(enc(frames), FrozenEncoder(infogan)(frames), atol=0.05)
+
+
+def test_fused_encoder_does_not_touch_the_global_rng():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="beta_vae", latent_dim=3), (3, 64, 64))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    FrozenEncoder(model, amp=True)
+    assert torch.equal(torch.rand(3), expected)

@@ -22,12 +22,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from vision.checkpoint import load
 from vision.images import resize_frames, to_tensor
 from vision.models.base import VAEBase
+from vision.nets import Conv64Encoder
 from vision.runtime import autocast_dtype, resolve_device
 
 LATENT_MODES = ("mean", "sample", "mean+logvar")
@@ -48,6 +50,55 @@ def frame_shape(space: gym.Space) -> tuple[int, int, int]:
     return (int(h), int(w), int(space.shape[2]) if len(space.shape) == 3 else 1)
 
 
+# Largest |fused − autocast| output gap, relative to the outputs' scale, accepted when the fused bf16 encoder checks
+# itself at construction: both round to bf16, so they agree to ~1e-3; a larger gap means the oneDNN ops misbehave.
+_FUSED_SELF_CHECK_RTOL = 0.05
+
+
+class FusedConv64Bf16:
+    """The conv64 encoder body as oneDNN kernels in bfloat16: four conv+ReLU, one linear+ReLU, an fp32 head.
+
+    Eager autocast re-casts every weight on each call, lets oneDNN reorder it into its blocked layout on each call,
+    and runs each ReLU as a separate (slow, in bf16) pass. Here the weights are cast and packed into oneDNN's
+    layout once, each ReLU is fused into its conv or linear kernel, and the last linear layer (256 -> 2D, a
+    negligible cost) runs in fp32 so μ is not rounded to bf16's 8 bits at the end. This is what makes bf16 pay off
+    on env-sized batches (bench/wrapper_overhead.py). The weights are a snapshot: build it from a frozen encoder.
+
+    Args:
+        encoder: a :class:`vision.nets.Conv64Encoder` (its weights are copied, not shared).
+
+    Raises:
+        RuntimeError: this torch build lacks the oneDNN fused ops.
+    """
+
+    def __init__(self, encoder: Conv64Encoder) -> None:
+        mkldnn = torch.ops.mkldnn
+        if not (torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_convolution_pointwise")
+                and hasattr(mkldnn, "_linear_pointwise") and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")):
+            raise RuntimeError("this torch build has no oneDNN fused convolution/linear ops")
+        self._conv, self._linear = mkldnn._convolution_pointwise, mkldnn._linear_pointwise
+        self.convs: list[tuple[torch.Tensor, torch.Tensor, list[int], list[int], list[int], int]] = []
+        with torch.no_grad():
+            for conv in (m for m in encoder.convs if isinstance(m, nn.Conv2d)):
+                pad, stride, dil = list(conv.padding), list(conv.stride), list(conv.dilation)
+                w = conv.weight.detach().to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), pad, stride, dil, conv.groups)
+                self.convs.append((packed, conv.bias.detach().to(torch.bfloat16), pad, stride, dil, conv.groups))
+            fc = encoder.fc[1]
+            self.fc_weight = fc.weight.detach().to(torch.bfloat16).contiguous()
+            self.fc_bias = fc.bias.detach().to(torch.bfloat16)
+            self.head_weight_t = encoder.head.weight.detach().float().t().contiguous()
+            self.head_bias = encoder.head.bias.detach().float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, 64, 64) float in [0, 1], any memory format -> encoder output (N, out_dim) float32."""
+        h = x.to(torch.bfloat16)
+        for w, b, pad, stride, dil, groups in self.convs:
+            h = self._conv(h, w, b, pad, stride, dil, groups, "relu", [], "")
+        h = self._linear(h.contiguous().flatten(1), self.fc_weight, self.fc_bias, "relu", [], "")  # (C, H, W) order
+        return torch.addmm(self.head_bias, h.float(), self.head_weight_t)
+
+
 class FrozenEncoder:
     """A trained vision model as a function ``uint8 frames (N, H, W, C) -> float32 latents (N, out_dim)``.
 
@@ -61,9 +112,12 @@ class FrozenEncoder:
         standardize: emit μ (and samples) in units of the training-set latent statistics stored in the checkpoint,
             (μ − mean) / sd per latent, so low-variance but informative latents reach the policy at unit scale;
             log σ² is left as it is. Checkpoints without statistics are unaffected.
-        amp: run the encoder under mixed precision where the device has a fast kind (bf16 on AVX512-BF16/AMX CPUs,
-            fp16 on CUDA; elsewhere it stays fp32). Latents come out float32 but differ from fp32's by bf16
-            rounding (bench/wrapper_overhead.py prints the speed-up and the largest difference). Off by default.
+        amp: run the encoder in reduced precision where the device has a fast kind (bf16 on AVX512-BF16/AMX CPUs,
+            fp16 on CUDA; elsewhere it stays fp32). On such a CPU a conv64 model whose ``encode`` is the base
+            class's runs as :class:`FusedConv64Bf16` (about 2× fp32 eager on 1-64 frames), other models under
+            autocast. Latents come out float32 and differ from fp32's by bf16 rounding, ~1e-4 absolute on a
+            conv64 β-VAE (bench/wrapper_overhead.py prints the speed-up and the differences). Off by default:
+            fp32 is the reference. :attr:`backend` names the path taken.
     """
 
     def __init__(
@@ -99,6 +153,11 @@ class FrozenEncoder:
         self.resize = resize
         self.standardize = standardize
         self.amp_dtype = autocast_dtype(self.device) if amp else None
+        self._fused: FusedConv64Bf16 | None = None
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu":
+            self._fused = self._try_fused(model)
+        self.backend = ("fp32" if self.amp_dtype is None else
+                        "bf16 onednn-fused" if self._fused is not None else f"{str(self.amp_dtype)[6:]} autocast")
         self.input_shape: tuple[int, int, int] = tuple(model.input_shape)  # type: ignore[assignment]
         self.out_dim = 2 * model.latent_dim if latent == "mean+logvar" else model.latent_dim
         self._generator: torch.Generator | None = None
@@ -108,6 +167,30 @@ class FrozenEncoder:
                 self._generator.seed()  # fresh entropy for this generator only (torch.seed() would reseed globally)
             else:
                 self._generator.manual_seed(int(seed))
+
+    @staticmethod
+    def _try_fused(model: VAEBase) -> FusedConv64Bf16 | None:
+        """The fused bf16 body for a plain conv64 model, or None (other encoders, or ops missing/misbehaving)."""
+        if type(model).encode is not VAEBase.encode or type(model.encoder) is not Conv64Encoder:
+            return None  # a model with its own encode (InfoGAN's Q head) or body keeps the generic autocast path
+        try:
+            fused = FusedConv64Bf16(model.encoder)
+            probe = torch.rand(2, *model.input_shape, generator=torch.Generator().manual_seed(0))
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                ref = model.encoder(probe).float()
+                gap = (fused(probe) - ref).abs().max().item()
+        except RuntimeError:
+            return None
+        return fused if gap <= _FUSED_SELF_CHECK_RTOL * max(1.0, ref.abs().max().item()) else None
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) in float32 for a float batch ``x`` on the device, by the chosen backend."""
+        if self._fused is not None:
+            h = self._fused(x)  # then the split of VAEBase.encode (the only encode the fused path is built for)
+            return (h, torch.zeros_like(h)) if not self.model.stochastic else h.chunk(2, dim=1)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            mu, logvar = self.model.encode(x)
+        return mu.float(), logvar.float()
 
     @property
     def observation_space(self) -> spaces.Box:
@@ -138,9 +221,7 @@ class FrozenEncoder:
         if frames.shape[1:3] != (h, w):
             frames = resize_frames(frames, (h, w))
         with torch.inference_mode():
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                mu, logvar = self.model.encode(to_tensor(frames, self.device, memory_format=torch.channels_last))
-            mu, logvar = mu.float(), (logvar.float() if logvar is not None else None)
+            mu, logvar = self._encode(to_tensor(frames, self.device, memory_format=torch.channels_last))
             if self.latent == "sample" and self.model.stochastic:
                 eps = torch.randn(mu.shape, generator=self._generator, device=self.device, dtype=mu.dtype)
                 mu = mu + eps * (0.5 * logvar).exp()
@@ -248,6 +329,6 @@ class VecResizeFrames(VecEnvWrapper):
 
 
 __all__ = [
-    "LATENT_MODES", "ObservationShapeError", "FrozenEncoder", "DisentangledObservation",
+    "LATENT_MODES", "ObservationShapeError", "FrozenEncoder", "FusedConv64Bf16", "DisentangledObservation",
     "VecDisentangledObservation", "VecResizeFrames", "frame_shape",
 ]

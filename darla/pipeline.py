@@ -162,9 +162,9 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
     ``pipeline.json`` (each job's status and seconds, 0 for a job finished earlier). A failed job raises a
     one-line :class:`JobError` after the jobs that do not need it have run.
     """
+    jobs = plan(cfg, progress)  # a bad plan is refused before the study's directory is written
     root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
                               ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval."))
-    jobs = plan(cfg, progress)
     t0 = time.perf_counter()
     results = run_jobs(jobs, runner, echo=echo, label=f"pipeline {root}")
     atomic_write_json(root / "pipeline.json", {

@@ -115,6 +115,9 @@ def _write_config(tmp_path, cfg):
 def test_pipeline_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="pipeline.variants"):
         plan(_tiny(tmp_path, **{"pipeline.variants": "{DARLA: nosuchmodule}"}), progress=False)
+    with pytest.raises(ConfigError, match="pipeline.variants"):
+        run(_tiny(tmp_path, **{"pipeline.variants": "{DARLA: nosuchmodule}"}), progress=False, echo=None)
+    assert not (tmp_path / "study").exists()  # nothing on disk to refuse the corrected command
     with pytest.raises(ConfigError, match="vision.bvd"):
         plan(_tiny(tmp_path, **{"vision.bvd": "[model.family=beta_vae_dae,model.dae_checkpoint=@dae]",
                                 "pipeline.variants": "{DARLA: bvd}"}), progress=False)

@@ -427,7 +427,23 @@ def test_broadcast_decoder_sees_position_through_coordinates():
     assert model.loss(torch.rand(4, *SHAPE)).loss.isfinite()
 
 
+@pytest.mark.parametrize("grid", [16, 32, 64])
+def test_broadcast_decoder_grids_reach_64_pixels(grid):
+    """Every map size upsamples to the same 64×64 output; the default keeps the state-dict keys of earlier
+    checkpoints (three map convolutions, then the two transposed convolutions at indices 6 and 8)."""
+    from vision.nets import BroadcastDecoder
+
+    dec = BroadcastDecoder(latent_dim=4, out_channels=3, grid=grid)
+    assert dec(torch.randn(2, 4)).shape == (2, 3, 64, 64) and dec.coords.shape[-1] == grid
+    keys = {k.split(".")[1] for k in dec.state_dict()}
+    assert keys == {"16": {"0", "2", "4", "6", "8"}, "32": {"0", "2", "4", "6"}, "64": {"0", "2", "4", "6"}}[str(grid)]
+    model = build_model(_cfg("beta_vae", decoder="broadcast", decoder_grid=grid), SHAPE)
+    assert model.decoder.grid == grid and model.loss(torch.rand(2, *SHAPE)).loss.isfinite()
+
+
 def test_decoder_option_errors_name_the_key():
+    with pytest.raises(ValueError, match="model.decoder_grid: must be 16, 32 or 64, got 8"):
+        ModelConfig(decoder="broadcast", decoder_grid=8)
     with pytest.raises(ValueError, match="model.decoder: unknown 'spatial'"):
         ModelConfig(decoder="spatial")
     with pytest.raises(ValueError, match="model.decoder: 'broadcast' needs model.arch=conv64"):

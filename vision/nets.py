@@ -73,23 +73,31 @@ class BroadcastDecoder(nn.Module):
 
     A spatial-broadcast decoder (Watters et al. 2019): every cell sees the whole code and where it is, so moving an
     object is a shift in what the coordinates are compared against, not a re-synthesis of a dense feature map. This
-    prior is what lets a latent carry x alone or y alone. Watters broadcast at full resolution; to stay within the
-    conv64 decoder's cost on a CPU the map here is 16×16, followed by two 4×4 stride-2 transposed convolutions to 64×64.
+    prior is what lets a latent carry x alone or y alone. Watters broadcast at full resolution (``grid=64``); the
+    default 16×16 map stays within the conv64 decoder's cost on a CPU: three 3×3 convolutions on the map, then
+    4×4 stride-2 transposed convolutions up to 64×64 (two from 16, one from 32, none from 64, where a last 3×3
+    convolution gives the output channels).
     """
+
+    GRIDS = (16, 32, 64)
 
     def __init__(self, latent_dim: int, out_channels: int, grid: int = 16, channels: int = 32) -> None:
         super().__init__()
+        if grid not in self.GRIDS:
+            raise ValueError(f"model.decoder_grid: must be one of {self.GRIDS}, got {grid}")
         self.grid = grid
         lin = torch.linspace(-1.0, 1.0, grid)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)  # (1, 2, g, g)
-        self.convs = nn.Sequential(
-            nn.Conv2d(latent_dim + 2, channels, 3, 1, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, out_channels, 4, 2, 1),
-        )
+        layers: list[nn.Module] = [nn.Conv2d(latent_dim + 2, channels, 3, 1, 1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(inplace=True)]
+        ups = {16: 2, 32: 1, 64: 0}[grid]
+        for _ in range(ups - 1):
+            layers += [nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(inplace=True)]
+        layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1) if ups else
+                      nn.Conv2d(channels, out_channels, 3, 1, 1))
+        self.convs = nn.Sequential(*layers)  # grid 16: the layout (and state-dict keys) of earlier checkpoints
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -147,14 +155,14 @@ DECODERS = ("deconv", "broadcast")
 
 
 def make_decoder(arch: str, latent_dim: int, output_shape: Sequence[int], hidden: int = 256,
-                 decoder: str = "deconv", decoder_channels: int = 32) -> nn.Module:
+                 decoder: str = "deconv", decoder_channels: int = 32, decoder_grid: int = 16) -> nn.Module:
     """Decoder body matching :func:`make_encoder`; for conv64, ``decoder`` picks "deconv" or "broadcast"
-    (``decoder_channels`` wide)."""
+    (``decoder_channels`` wide, broadcast over a ``decoder_grid`` map)."""
     if decoder not in DECODERS:
         raise ValueError(f"model.decoder: unknown {decoder!r}; choose from {DECODERS}")
     if arch == "conv64":
         if decoder == "broadcast":
-            return BroadcastDecoder(latent_dim, output_shape[0], channels=decoder_channels)
+            return BroadcastDecoder(latent_dim, output_shape[0], grid=decoder_grid, channels=decoder_channels)
         return Conv64Decoder(latent_dim, output_shape[0], hidden)
     if decoder != "deconv":
         raise ValueError(f"model.decoder: {decoder!r} needs model.arch=conv64, got {arch!r}")

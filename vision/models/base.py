@@ -30,6 +30,7 @@ class ModelConfig:
     arch: str = "conv64"  # conv64 | mlp
     decoder: str = "deconv"  # conv64 decoder body: deconv (Burgess) | broadcast (spatial broadcast, Watters et al.)
     decoder_channels: int = 32  # width of the broadcast decoder's convolutions
+    decoder_grid: int = 16  # side of the broadcast decoder's map: 16 | 32 | 64 (Watters' full resolution)
     latent_dim: int = 10
     hidden: int = 256
     likelihood: str = "bernoulli"  # bernoulli | gaussian
@@ -89,6 +90,8 @@ class ModelConfig:
             raise ValueError(f"model.decoder: unknown {self.decoder!r}; choose from {DECODERS}")
         if self.decoder_channels < 1:
             raise ValueError(f"model.decoder_channels: must be >= 1, got {self.decoder_channels}")
+        if self.decoder_grid not in (16, 32, 64):
+            raise ValueError(f"model.decoder_grid: must be 16, 32 or 64, got {self.decoder_grid}")
         if self.decoder != "deconv" and self.arch != "conv64":
             raise ValueError(f"model.decoder: {self.decoder!r} needs model.arch=conv64, got {self.arch!r}")
         if self.beta < 0:
@@ -179,7 +182,7 @@ class VAEBase(nn.Module):
         out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
         self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
         self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden, cfg.decoder,
-                                    cfg.decoder_channels)
+                                    cfg.decoder_channels, cfg.decoder_grid)
         # Per-latent mean and sd of μ over the training frames, fitted once training ends (fit_latent_stats).
         # Policies read standardised μ: a β-VAE's informative but low-variance latents (sd ~0.02 beside an
         # sd-1 one) otherwise look constant to an MLP. Identity until fitted.

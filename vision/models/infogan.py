@@ -86,7 +86,7 @@ def make_generator(cfg: ModelConfig, in_dim: int, output_shape: Sequence[int]) -
     """G: :class:`Conv64Generator` for conv64 with the deconv body, else the configured decoder body."""
     if cfg.arch == "conv64" and cfg.decoder == "deconv":
         return Conv64Generator(in_dim, output_shape[0], cfg.hidden)
-    return make_decoder(cfg.arch, in_dim, output_shape, cfg.hidden, cfg.decoder, cfg.decoder_channels)
+    return make_decoder(cfg.arch, in_dim, output_shape, cfg.hidden, cfg.decoder, cfg.decoder_channels, cfg.decoder_grid)
 
 
 def make_critic_trunk(cfg: ModelConfig, input_shape: Sequence[int]) -> nn.Module:

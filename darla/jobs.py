@@ -58,7 +58,8 @@ class Job:
     ``after`` names the jobs that must finish (or have finished earlier) before this one starts. ``done`` and
     ``prepare`` run in the driver: ``done()`` true means finished earlier (skip it); ``prepare()`` runs just
     before the job starts (e.g. writes the config file ``argv`` names). ``cpus``/``gpus`` are what the job
-    reserves (the local executor counts ``cpus`` against the cores; Ray reserves both).
+    reserves (the local executor counts ``cpus`` against the cores; Ray reserves both). ``cost`` orders the
+    ready jobs, never what they compute.
     """
 
     name: str
@@ -69,6 +70,9 @@ class Job:
     prepare: Callable[[], None] | None = None
     cpus: float = 1.0
     gpus: float = 0.0
+    # A rough estimate of the job's duration (any unit, the same for every job of a run). It only orders the jobs
+    # ready to start: the one heading the longest chain of work still to do goes first.
+    cost: float = 1.0
 
     def command(self) -> str:
         """The job's command line, to rerun it by hand."""
@@ -343,7 +347,8 @@ def run_jobs(jobs: Sequence[Job], runner: Runner | None = None, *, echo: Callabl
     """Run ``jobs`` in dependency order, independent ones side by side; returns {name: result} in job order.
 
     Jobs whose ``done()`` is true are skipped before any executor starts (so a finished run never starts Ray).
-    Jobs are started in list order among those ready. ``echo`` gets one line per start and end (None: silent).
+    Among the jobs ready to start, the one heading the costliest chain of remaining work (:func:`chain_costs`)
+    goes first, then list order. ``echo`` gets one line per start and end (None: silent).
     A Ctrl-C stops the running jobs (their stages resume on the next invocation) and propagates.
     """
     runner = runner or Runner()
@@ -373,10 +378,31 @@ def run_jobs(jobs: Sequence[Job], runner: Runner | None = None, *, echo: Callabl
     return {j.name: results[j.name] for j in jobs}
 
 
+def chain_costs(jobs: Sequence[Job]) -> dict[str, float]:
+    """Each job's cost plus the costliest chain of jobs that wait for it (directly or not): how much work is
+    still ahead once it starts. Jobs outside ``jobs`` (finished earlier) count as nothing."""
+    names = {j.name for j in jobs}
+    waiting: dict[str, list[Job]] = {j.name: [] for j in jobs}
+    for job in jobs:
+        for dep in job.after:
+            if dep in names:
+                waiting[dep].append(job)
+    memo: dict[str, float] = {}
+
+    def chain(job: Job) -> float:
+        if job.name not in memo:
+            memo[job.name] = job.cost + max((chain(w) for w in waiting[job.name]), default=0.0)
+        return memo[job.name]
+
+    return {j.name: chain(j) for j in jobs}
+
+
 def _schedule(pending: list[Job], executor: Any, results: dict[str, JobResult], say: Callable[[str], None],
               total: int) -> None:
     started: dict[str, float] = {}
     jobs = {j.name: j for j in pending}
+    ahead = chain_costs(pending)
+    pending = sorted(pending, key=lambda j: -ahead[j.name])  # stable: list order among equals
     count = 0
     while pending or started:
         for job in list(pending):

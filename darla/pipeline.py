@@ -30,6 +30,9 @@ from darla.runs import JOBS_DIR, LOGS_DIR, STAGES, prepare_run_dir, stage_job
 from vision.runtime import atomic_write_json, atomic_write_text
 
 FRAMES = "frames.npz"  # the stage-1 frames every vision module trains on
+# Rough seconds on one CPU core (the quickstart's jobs, measured): a stage-1 step, an env step of an agent on
+# latents and of one on pixels, an evaluation episode. They only order the jobs ready to start, longest chain first.
+STAGE1_STEP, LATENT_STEP, PIXEL_STEP, EPISODE = 0.1, 0.0007, 0.0016, 0.15
 
 
 @dataclass
@@ -106,7 +109,9 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
         s1 = apply_overrides(cfg.stage1, base_overrides + [ov for ov, _ in refs])
         module_dirs[name] = run_dir
         after = (["frames"] if needs_frames else []) + [f"stage1/{ref}" for _, ref in refs if ref]
-        jobs.append(stage_job(STAGES["stage1"], f"stage1/{name}", s1, root, after=after, progress=progress))
+        steps = s1.train.steps + (s1.train.restarts - 1) * s1.train.restart_steps
+        jobs.append(stage_job(STAGES["stage1"], f"stage1/{name}", s1, root, after=after, progress=progress,
+                              cost=STAGE1_STEP * steps))
     if cfg.pipeline.udr_sweep:
         from darla.select import best_vision_run
 
@@ -117,12 +122,14 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
         for seed in cfg.pipeline.seeds:
             s2 = _stage2_config(cfg, variant, seed, str(module_dirs[module]) if module else "")
             after = [f"stage1/{module}"] if module in cfg.vision else []
+            cost = s2.train.total_timesteps * (LATENT_STEP if module else PIXEL_STEP)
             agents.append(stage_job(STAGES["stage2"], f"stage2/{variant}/seed{seed}", s2, root, after=after,
-                                    progress=progress))
+                                    progress=progress, cost=cost))
             runs.append(s2.run.dir)
     transfer = Job("transfer", ("-m", "darla.transfer", "--runs", *runs, "--out", str(root / "transfer"),
                                 "--episodes", str(cfg.transfer.episodes), "--reps", str(cfg.transfer.reps)),
-                   root / LOGS_DIR / "transfer.log", after=tuple(j.name for j in agents))
+                   root / LOGS_DIR / "transfer.log", after=tuple(j.name for j in agents),
+                   cost=EPISODE * len(runs) * cfg.transfer.episodes)
     return jobs + agents + [transfer]
 
 

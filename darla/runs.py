@@ -233,7 +233,7 @@ def finished_summary(stage: Stage, cfg: Any, run_dir: Path) -> dict[str, Any] | 
 
 
 def stage_job(stage: Stage, name: str, cfg: Any, workdir: Path, after: Sequence[str] = (), progress: bool = True,
-              cpus: float = 1.0, gpus: float = 0.0) -> Any:
+              cpus: float = 1.0, gpus: float = 0.0, cost: float = 1.0) -> Any:
     """The :class:`darla.jobs.Job` that runs ``cfg`` with ``stage``'s CLI.
 
     Its config is written to ``workdir/jobs/<name>.yaml`` just before it starts and its output goes to
@@ -245,4 +245,4 @@ def stage_job(stage: Stage, name: str, cfg: Any, workdir: Path, after: Sequence[
     argv = ("-m", stage.module, "--config", str(config_path), *(() if progress else ("--no-progress",)))
     return Job(name, argv, Path(workdir) / LOGS_DIR / f"{name}.log", after=tuple(after),
                done=lambda: finished_summary(stage, cfg, Path(cfg.run.dir)) is not None,
-               prepare=lambda: atomic_write_text(config_path, to_yaml(cfg)), cpus=cpus, gpus=gpus)
+               prepare=lambda: atomic_write_text(config_path, to_yaml(cfg)), cpus=cpus, gpus=gpus, cost=cost)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import darla.jobs
-from darla.jobs import Job, JobError, MissingRayError, Runner, check_graph, import_ray, raise_for_failures, run_jobs
+from darla.jobs import (Job, JobError, MissingRayError, Runner, chain_costs, check_graph, import_ray, raise_for_failures,
+                        run_jobs)
 from vision import runtime
 
 
@@ -57,6 +58,15 @@ def test_a_failed_job_blocks_its_dependents_only(tmp_path: Path) -> None:
     assert any(ln.startswith("FAILED  bad") for ln in lines) and any(ln.startswith("start   other") for ln in lines)
     with pytest.raises(JobError, match=r"job bad failed: error: train.steps: must be >= 1 \(2 more did not finish\); log: "):
         raise_for_failures(results)
+
+
+def test_the_job_heading_the_costliest_chain_starts_first(tmp_path: Path) -> None:
+    lines: list[str] = []
+    jobs = [_job(tmp_path, "short", "pass", cost=1), _job(tmp_path, "long", "pass", cost=10),
+            _job(tmp_path, "tail", "pass", after=("long",), cost=5), _job(tmp_path, "medium", "pass", cost=3)]
+    assert chain_costs(jobs) == {"short": 1, "long": 15, "tail": 5, "medium": 3}
+    run_jobs(jobs, Runner(num_cpus=1), echo=lines.append)
+    assert [ln.split()[1] for ln in lines if ln.startswith("start ")] == ["long", "tail", "medium", "short"]
 
 
 def test_finished_jobs_are_skipped_without_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,9 +12,10 @@ half as many test), encoded by
 * ``untrained`` — an untrained conv64 encoder (entangled codes, D near 0);
 * ``run`` — the model of ``--run`` (a stage-1 run directory or checkpoint).
 
-sklearn is timed first, then each ``--configs`` entry (``backend[:key=value;...]``); CPU seconds
-(``time.process_time``, single-threaded) are compared, so machine load from other processes matters little.
-Targets for the ``lightgbm`` backend: |ΔD|, |ΔC| ≤ 0.02 and ≥ 10× less CPU time than sklearn.
+sklearn is timed first, then each ``--configs`` entry (``backend[:key=value;...]``; by default the ``lightgbm``
+variant, ``lightgbm_gbt100`` = sklearn's 100 × 0.1 schedule, and 255 bins); CPU seconds (``time.process_time``,
+single-threaded) are compared, so machine load from other processes matters little. Targets for the default
+``lightgbm`` variant: |ΔD|, |ΔC| ≤ 0.01 and ≥ 10× less CPU time than sklearn.
 sklearn takes ~6 CPU minutes on 10,000 codes of dSprites' five factors; ``--num-points 2000`` gives a short run.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vision.data.dsprites import DSprites
-from vision.metrics.dci import completeness, disentanglement, importance_matrix
+from vision.metrics.dci import LIGHTGBM_PARAMS, completeness, disentanglement, importance_matrix, lightgbm_variant
 from vision.metrics.representation import RepresentationCache, encoder_from_model, pool_factors
 from vision.runtime import atomic_write_json, git_sha, versions
 
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="run directory or checkpoint for --codes run")
     parser.add_argument("--num-points", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--configs", default="lightgbm,lightgbm:max_bin=255",
+    parser.add_argument("--configs", default="lightgbm,lightgbm:n_estimators=100;learning_rate=0.1,lightgbm:max_bin=255",
                         help="comma-separated backend[:key=value;...] entries to compare with sklearn_gbt")
     parser.add_argument("--out", default=None, help="write all numbers to this JSON file")
     args = parser.parse_args()
@@ -115,16 +116,17 @@ def main() -> None:
     rows = [("sklearn_gbt (reference)", ref)]
     for text in filter(None, args.configs.split(",")):
         backend, opts = parse_config(text)
-        rows.append((text, run_backend(cache, backend, opts, args.seed)))
+        name = f"{text} ({lightgbm_variant({**LIGHTGBM_PARAMS, **opts})})" if backend == "lightgbm" else text
+        rows.append((name, run_backend(cache, backend, opts, args.seed)))
 
-    print(f"\n{'backend':28s} {'CPU s':>8s} {'ratio':>7s} {'D':>7s} {'C':>7s} {'I':>7s} {'|ΔD|':>7s} {'|ΔC|':>7s}")
+    print(f"\n{'backend (variant)':44s} {'CPU s':>8s} {'ratio':>7s} {'D':>7s} {'C':>7s} {'I':>7s} {'|ΔD|':>7s} {'|ΔC|':>7s}")
     for name, r in rows:
         r["cpu_ratio"] = ref["cpu_s"] / r["cpu_s"]
         r["abs_dD"] = abs(r["disentanglement"] - ref["disentanglement"])
         r["abs_dC"] = abs(r["completeness"] - ref["completeness"])
-        print(f"{name:28s} {r['cpu_s']:8.1f} {r['cpu_ratio']:6.1f}× {r['disentanglement']:7.4f} {r['completeness']:7.4f} "
+        print(f"{name:44s} {r['cpu_s']:8.1f} {r['cpu_ratio']:6.1f}× {r['disentanglement']:7.4f} {r['completeness']:7.4f} "
               f"{r['informativeness_test']:7.4f} {r['abs_dD']:7.4f} {r['abs_dC']:7.4f}")
-    print("targets for lightgbm: ratio ≥ 10×, |ΔD| ≤ 0.02, |ΔC| ≤ 0.02")
+    print("targets for the default lightgbm variant: ratio ≥ 10×, |ΔD| ≤ 0.01, |ΔC| ≤ 0.01")
     if args.out:
         atomic_write_json(Path(args.out), {"codes": args.codes, "num_points": args.num_points, "seed": args.seed,
                                            "git": git_sha(), "versions": versions(), "results": dict(rows)})

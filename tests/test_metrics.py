@@ -12,7 +12,7 @@ from vision.metrics import (
 )
 from vision.metrics import baselines
 from vision.metrics.beta_vae import compute_beta_vae
-from vision.metrics.dci import completeness, compute_dci, disentanglement, importance_matrix
+from vision.metrics.dci import completeness, compute_dci, disentanglement, importance_matrix, lightgbm_variant
 from vision.metrics.factor_vae import compute_factor_vae
 from vision.metrics.irs import compute_irs
 from vision.metrics.mig import compute_mig, mig_from_mi
@@ -240,9 +240,24 @@ def test_lightgbm_dci_agrees_with_sklearn_reference():
                         rng.normal(size=(900, 1))], axis=1)
     tr, te = slice(0, 600), slice(600, 900)
     ref, _, _ = importance_matrix(x[tr], y[tr], x[te], y[te], "sklearn_gbt")
-    fast, _, _ = importance_matrix(x[tr], y[tr], x[te], y[te], "lightgbm")
-    assert abs(disentanglement(fast)[0] - disentanglement(ref)[0]) <= 0.03
-    assert abs(completeness(fast)[0] - completeness(ref)[0]) <= 0.03
+    for opts in ({}, {"n_estimators": 100, "learning_rate": 0.1}):  # the default schedule and sklearn's own
+        fast, _, _ = importance_matrix(x[tr], y[tr], x[te], y[te], "lightgbm", **opts)
+        assert abs(disentanglement(fast)[0] - disentanglement(ref)[0]) <= 0.03
+        assert abs(completeness(fast)[0] - completeness(ref)[0]) <= 0.03
+
+
+def test_lightgbm_dci_variant_names_its_schedule(perfect_cache):
+    assert lightgbm_variant({"n_estimators": 50, "learning_rate": 0.2, "max_bin": "exact"}) == "lightgbm"
+    assert lightgbm_variant({"n_estimators": 100, "learning_rate": 0.1}) == "lightgbm_gbt100"
+    assert lightgbm_variant({"n_estimators": 30, "learning_rate": 0.25, "max_depth": 4}) == "lightgbm_t30_lr0.25_d4"
+    assert lightgbm_variant({"n_estimators": 50, "learning_rate": 0.2, "max_bin": 255}) == "lightgbm_bins255"
+    r = evaluate(None, None, ["dci", "dci:lightgbm_gbt100"], cache=noisy(perfect_cache), progress=False)
+    assert r["dci"]["variant"] == "lightgbm"
+    assert {k: r["dci"]["params"]["backend_params"][k] for k in ("n_estimators", "learning_rate")} == {
+        "n_estimators": 50, "learning_rate": 0.2}
+    gbt = r["dci:lightgbm_gbt100"]
+    assert gbt["variant"] == "lightgbm_gbt100" and gbt["params"]["backend_params"]["n_estimators"] == 100
+    assert gbt["scores"]["disentanglement"] > 0.9
 
 
 def test_lightgbm_dci_survives_codes_with_nothing_to_split():

@@ -13,12 +13,16 @@ The scores move with the predictor, so the backend is the result's variant:
 * ``sklearn_gbt`` — the reference: ``GradientBoostingClassifier()`` with sklearn's defaults (100 trees of depth 3,
   learning rate 0.1, minimum leaf size 1), impurity importances. ~6 CPU minutes on 10,000 dSprites codes.
 * ``lightgbm`` (default) — the same algorithm run by LightGBM's tree learner (:func:`_fit_lightgbm`): squared-error
-  splits on the negative gradient, sklearn's Newton leaf values, every distinct code value its own bin. On
-  10,000 dSprites codes it reproduces the reference's D and C to within 0.006 at about 1/6 of its CPU time
-  (``bench/dci_backends.py``).
-* ``lightgbm_bins255`` — the same with 255 histogram bins per latent: about 25× faster than the reference, but
-  coarser thresholds move D and C by up to 0.03 on codes whose factors are barely predictable (boosting then
-  isolates single points, which binning cannot). Use it for quick looks, not for numbers to compare.
+  splits on the negative gradient, sklearn's Newton leaf values, every distinct code value its own bin — with half
+  the boosting stages at twice the learning rate (50 stages × 0.2, :data:`LIGHTGBM_PARAMS`). On 10,000 dSprites
+  codes it reproduces the reference's D and C to within 0.005 at about 1/15 of its CPU time, on synthetic and on
+  trained-model codes (``bench/dci_backends.py``; docs/stage1.md, "Metric suite speed").
+* ``lightgbm_gbt100`` — the reference's own schedule (100 stages × 0.1) on LightGBM: D and C within 0.007 of
+  the reference at about 1/7 of its CPU time. The binning, not the schedule, is what exactness needs: 4,096 or
+  fewer bins per latent move D by 0.04 on codes whose factors are barely predictable (boosting then isolates
+  single points, which binning cannot).
+* ``lightgbm_bins255`` — the default schedule with 255 histogram bins per latent: fastest, but D and C move by a
+  few hundredths on such codes. Use it for quick looks, not for numbers to compare.
 * ``random_forest`` — ``RandomForestClassifier()`` with sklearn's defaults, impurity importances.
 * ``lasso`` — the paper's choice: ``Lasso`` regression of each standardised factor index on standardised codes,
   importances |w|; informativeness there is 1 − NRMSE (1: exact, 0: no better than the mean).
@@ -40,8 +44,11 @@ BACKENDS = ("lightgbm", "sklearn_gbt", "random_forest", "lasso")
 FAST_BINS = 255  # max_bin of the lightgbm_bins255 variant
 _EPS = 1e-11  # added to every importance before normalising, as disentanglement_lib does
 
-# Tree shape and boosting schedule of GradientBoostingClassifier()'s defaults, which the LightGBM backend reproduces.
+# Tree shape and boosting schedule of GradientBoostingClassifier()'s defaults (the lightgbm_gbt100 variant).
 GBT_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1, "max_depth": 3}
+# The default lightgbm schedule: the same trees, half as many stages at twice the step. The early, large-gain trees
+# set the importances; validated against GBT_PARAMS on sklearn to |ΔD|, |ΔC| <= 0.005 (module docstring).
+LIGHTGBM_PARAMS: dict[str, Any] = {"n_estimators": 50, "learning_rate": 0.2, "max_depth": 3}
 LASSO_ALPHA = 0.02
 
 
@@ -93,7 +100,8 @@ def _softmax(r: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_lightgbm(x, y, xt, yt, seed, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3,
+def _fit_lightgbm(x, y, xt, yt, seed, n_estimators: int = LIGHTGBM_PARAMS["n_estimators"],
+                  learning_rate: float = LIGHTGBM_PARAMS["learning_rate"], max_depth: int = 3,
                   max_bin: int | None = None, num_threads: int = 1):
     """sklearn's gradient boosting (multinomial / binomial deviance) with LightGBM's tree learner.
 
@@ -211,6 +219,22 @@ def importance_matrix(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     return imp, train, test
 
 
+def lightgbm_variant(settings: dict[str, Any]) -> str:
+    """The variant name of LightGBM settings: ``lightgbm`` for :data:`LIGHTGBM_PARAMS` with exact bins,
+    ``lightgbm_gbt100`` for sklearn's schedule, ``lightgbm_t{stages}_lr{rate}`` otherwise; ``_d{depth}`` for trees
+    deeper or shallower than 3, ``_bins{n}`` when binned."""
+    stages, rate = int(settings["n_estimators"]), float(settings["learning_rate"])
+    if (stages, rate) == (LIGHTGBM_PARAMS["n_estimators"], LIGHTGBM_PARAMS["learning_rate"]):
+        name = "lightgbm"
+    elif (stages, rate) == (GBT_PARAMS["n_estimators"], GBT_PARAMS["learning_rate"]):
+        name = "lightgbm_gbt100"
+    else:
+        name = f"lightgbm_t{stages}_lr{rate:g}"
+    depth, bins = int(settings.get("max_depth", 3)), settings.get("max_bin")
+    name += "" if depth == 3 else f"_d{depth}"
+    return name if bins in (None, "exact") else f"{name}_bins{int(bins)}"
+
+
 def compute_dci(cache: RepresentationCache, seed: int = 0, progress: bool = False, *, backend: str = "lightgbm",
                 **backend_opts: Any) -> dict[str, Any]:
     """DCI on the train pool (fitted) and test pool (informativeness), with the named backend."""
@@ -219,10 +243,9 @@ def compute_dci(cache: RepresentationCache, seed: int = 0, progress: bool = Fals
     settings: dict[str, Any]
     variant = backend
     if backend == "lightgbm":
-        settings = {**GBT_PARAMS, "max_bin": "exact", "num_threads": 1, "split_gain": "squared error (unit hessian)",
+        settings = {**LIGHTGBM_PARAMS, "max_bin": "exact", "num_threads": 1, "split_gain": "squared error (unit hessian)",
                     "leaf_values": "sklearn Newton step", **backend_opts}
-        if backend_opts.get("max_bin") is not None:
-            variant = f"lightgbm_bins{int(backend_opts['max_bin'])}"
+        variant = lightgbm_variant(settings)
     elif backend == "lasso":
         settings = {"alpha": LASSO_ALPHA, "informativeness": "1 - NRMSE", **backend_opts}
     else:

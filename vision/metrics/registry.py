@@ -37,6 +37,8 @@ METRICS: dict[str, MetricSpec] = {
                    "Mutual Information Gap (Chen et al. 2018)", needs_posterior=("sampling",)),
         MetricSpec("dci", dci.compute_dci, "disentanglement",
                    {**{b: {"backend": b} for b in dci.BACKENDS},
+                    "lightgbm_gbt100": {"backend": "lightgbm", "n_estimators": dci.GBT_PARAMS["n_estimators"],
+                                        "learning_rate": dci.GBT_PARAMS["learning_rate"]},
                     f"lightgbm_bins{dci.FAST_BINS}": {"backend": "lightgbm", "max_bin": dci.FAST_BINS}}, "lightgbm",
                    "DCI disentanglement / completeness / informativeness (Eastwood & Williams 2018)"),
         MetricSpec("sap", sap.compute_sap, "sap",

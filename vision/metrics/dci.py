@@ -15,9 +15,10 @@ The scores move with the predictor, so the backend is the result's variant:
 * ``lightgbm`` (default) — the same algorithm run by LightGBM's tree learner (:func:`_fit_lightgbm`): squared-error
   splits on the negative gradient, sklearn's Newton leaf values, every distinct code value its own bin — with half
   the boosting stages at twice the learning rate (50 stages × 0.2, :data:`LIGHTGBM_PARAMS`). On 10,000 dSprites
-  codes it reproduces the reference's D and C to within 0.005 at about 1/15 of its CPU time, on synthetic and on
-  trained-model codes (``bench/dci_backends.py``; docs/stage1.md, "Metric suite speed").
-* ``lightgbm_gbt100`` — the reference's own schedule (100 stages × 0.1) on LightGBM: D and C within 0.007 of
+  codes it reproduces the reference's D and C to within 0.005 at 1/15 of its CPU time, on synthetic codes and on a
+  trained β-VAE's (``bench/dci_backends.py``; docs/stage1.md, "Metric suite speed"). 25 stages × 0.4 moved C by
+  0.014: too few.
+* ``lightgbm_gbt100`` — the reference's own schedule (100 stages × 0.1) on LightGBM: D and C within 0.008 of
   the reference at about 1/7 of its CPU time. The binning, not the schedule, is what exactness needs: 4,096 or
   fewer bins per latent move D by 0.04 on codes whose factors are barely predictable (boosting then isolates
   single points, which binning cannot).

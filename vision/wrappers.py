@@ -114,10 +114,10 @@ class FrozenEncoder:
             log σ² is left as it is. Checkpoints without statistics are unaffected.
         amp: run the encoder in reduced precision where the device has a fast kind (bf16 on AVX512-BF16/AMX CPUs,
             fp16 on CUDA; elsewhere it stays fp32). On such a CPU a conv64 model whose ``encode`` is the base
-            class's runs as :class:`FusedConv64Bf16` (about 2× fp32 eager on 1-64 frames), other models under
-            autocast. Latents come out float32 and differ from fp32's by bf16 rounding, ~1e-4 absolute on a
-            conv64 β-VAE (bench/wrapper_overhead.py prints the speed-up and the differences). Off by default:
-            fp32 is the reference. :attr:`backend` names the path taken.
+            class's runs as :class:`FusedConv64Bf16` (1.7–2.1× fp32 eager on 1–64 frames), other models under
+            autocast. Latents come out float32 and differ from fp32's by bf16 rounding: on a trained dSprites
+            β-VAE by at most 0.033 of a latent's sd (docs/stage2.md; bench/wrapper_overhead.py prints the speed-up
+            and the differences). Off by default: fp32 is the reference. :attr:`backend` names the path taken.
     """
 
     def __init__(

@@ -31,6 +31,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
 import envs  # noqa: F401  (registers darla/*)
+from vision.checkpoint import load
 from vision.images import to_tensor
 from vision.models import build_model
 from vision.models.base import ModelConfig
@@ -113,13 +114,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--latent-dim", type=int, default=10)
+    p.add_argument("--vision", default="", help="a trained checkpoint or stage-1 run for the env's frames (default: an "
+                   "untrained conv64 β-VAE, whose latents barely vary, so its latent-sd figure means little)")
     p.add_argument("--out", default="", help="optional JSON file for the results")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(family="beta_vae", latent_dim=a.latent_dim), (3, 64, 64))  # weights: irrelevant
+    if a.vision:
+        model = load(a.vision, device)
+    else:  # the weights do not change the cost
+        model = build_model(ModelConfig(family="beta_vae", latent_dim=a.latent_dim), (3, 64, 64))
     encoder = FrozenEncoder(model, device=device)
     kwargs = {"domain": "source"} if a.env_id.startswith("darla/") else {}
     raw = make_vec_env(a.env_id, n_envs=a.envs, seed=0, env_kwargs=kwargs)

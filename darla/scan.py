@@ -34,6 +34,7 @@ from vision.images import to_uint8_hwc
 from vision.runtime import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
 from vision.scan import (
     OPERATORS, STATE_NAME, GroupClassifier, Recombination, ScanCache, ScanModelConfig, ScanTrainConfig, SymbolGroup,
+    normalised_entropy,
     SymbolSpace, SymbolVAE, concept_scores, img2sym, read_scan_state, recombination_triples, split_concepts, sym2img,
     train_scan,
     train_classifier,
@@ -183,9 +184,24 @@ def _summarise(space: SymbolSpace, concepts: np.ndarray, reads: list[np.ndarray]
         for g, v in s["group_acc"].items():
             groups.setdefault(g, []).append(v)
     div = [s["diversity"] for s in scores if s["diversity"] is not None]
+    # The same two numbers without one group: a vision that cannot show a factor (the dSprites recipe has no shape
+    # latent) fails every concept naming it, and its read-back fills the group's diversity with one value.
+    without: dict[str, Any] = {}
+    for k, g in enumerate(space.groups):
+        keep = [i for i, c in enumerate(concepts) if c[k] < 0 and (c >= 0).any()]
+        free = [normalised_entropy(reads[i][:, j], space.sizes[j]) for i in range(len(concepts))
+                for j in np.flatnonzero(concepts[i] < 0) if j != k]
+        without[g.name] = {"concepts": len(keep),
+                           "match": float(np.mean([scores[i]["match"] for i in keep])) if keep else None,
+                           "diversity": float(np.mean(free)) if free else None}
+    diversity_by_group = {}
+    for k, g in enumerate(space.groups):
+        ent = [normalised_entropy(r[:, k], space.sizes[k]) for c, r in zip(concepts, reads) if c[k] < 0]
+        diversity_by_group[g.name] = float(np.mean(ent)) if ent else None
     return {"concepts": len(scores), "match": float(np.mean([s["match"] for s in scores])) if scores else None,
             "group_acc": {g: float(np.mean(v)) for g, v in groups.items()},
-            "diversity": float(np.mean(div)) if div else None}
+            "diversity": float(np.mean(div)) if div else None,
+            "diversity_by_group": diversity_by_group, "without_group": without}
 
 
 def _posterior_reads(vision: Any, classifier: GroupClassifier, mu: torch.Tensor, logvar: torch.Tensor,

@@ -216,6 +216,7 @@ def test_tiny_end_to_end_run_is_deterministic(tmp_path, tiny_vision, capsys):
     assert s["symbols"]["labelled_pairs"] == s["symbols"]["concepts"]["train"]  # one image per concept
     assert set(s["recombination"]) == set(OPERATORS)
     assert {"scan", "real_images"} <= set(s["sym2img"]["heldout"])
+    assert set(s["sym2img"]["train"]["scan"]["without_group"]) == set(s["img2sym"])  # each group left out in turn
     info = json.loads((a / "run.json").read_text())
     assert info["stage"] == "scan" and "git_sha" in info and "versions" in info
     # same config and seed: the same result

@@ -31,7 +31,7 @@ from darla.config import ConfigError, RunConfig, load_config, to_dict
 from darla.runs import prepare_run_dir, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, resolve_checkpoint
 from vision.images import to_uint8_hwc
-from vision.runtime import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
+from vision.runtime import atomic_torch_save, atomic_write_json, seed_everything
 from vision.scan import (
     OPERATORS, STATE_NAME, GroupClassifier, Recombination, ScanCache, ScanModelConfig, ScanTrainConfig, SymbolGroup,
     normalised_entropy,

@@ -134,6 +134,9 @@ class VisionRefConfig:
     latent: str = "mean"  # mean | sample | mean+logvar (frozen-encoder variants)
     resize: bool = True  # resize env frames whose H×W differ from the checkpoint's input
     check_family: bool = True  # refuse a checkpoint whose family is not the one the variant names
+    # bf16 frozen encoder where the CPU has native bf16 (the fused conv64 path, vision.wrappers.FrozenEncoder);
+    # latents within a few hundredths of a latent's sd of fp32 (docs/stage2.md). fp32 when false.
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.latent not in LATENT_MODES:

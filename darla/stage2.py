@@ -265,7 +265,7 @@ def build_pipeline(cfg: Stage2Config, run_dir: Path, device: torch.device) -> Ob
     encoder = None
     if vision is not None and variant.placement == "wrapper":
         encoder = FrozenEncoder(vision, latent=cfg.vision.latent, device=device, resize=cfg.vision.resize,
-                                seed=cfg.train.seed)
+                                seed=cfg.train.seed, amp=cfg.vision.amp)
         encoder.source = str(run_dir / VISION_NAME)
     return ObservationPipeline(cfg, variant, vision, encoder, domain_names(cfg.env))
 

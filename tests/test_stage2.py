@@ -197,3 +197,15 @@ def test_random_encoder_borrows_an_architecture_not_weights(tmp_path, vision_run
     trained = torch.load(vision_runs["vae"] / "checkpoint.pt", weights_only=False)["state_dict"]
     random = torch.load(tmp_path / "RANDOM_ENC" / "vision.pt", weights_only=False)["state_dict"]
     assert not torch.equal(trained["encoder.head.weight"], random["encoder.head.weight"])
+
+
+def test_vision_amp_reaches_the_frozen_encoder(tmp_path, vision_runs):
+    from darla.stage2 import build_pipeline
+    from vision.runtime import autocast_dtype
+
+    fp32 = build_pipeline(config(tmp_path, "DARLA_DAE", vision_runs, name="fp32"), tmp_path / "fp32", torch.device("cpu"))
+    amp = build_pipeline(config(tmp_path, "DARLA_DAE", vision_runs, "vision.amp=true", name="amp"), tmp_path / "amp",
+                         torch.device("cpu"))
+    assert fp32.encoder.backend == "fp32"
+    # bf16 where the CPU has it natively; on other CPUs amp=true falls back to fp32
+    assert (amp.encoder.backend != "fp32") == (autocast_dtype(torch.device("cpu")) is not None)

@@ -31,7 +31,7 @@ from darla.config import ConfigError, RunConfig, load_config, to_dict
 from darla.runs import prepare_run_dir, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, resolve_checkpoint
 from vision.images import to_uint8_hwc
-from vision.runtime import atomic_torch_save, atomic_write_json, seed_everything
+from vision.runtime import atomic_torch_save, atomic_write_json, seed_everything, set_num_threads
 from vision.scan import (
     OPERATORS, STATE_NAME, GroupClassifier, Recombination, ScanCache, ScanModelConfig, ScanTrainConfig, SymbolGroup,
     normalised_entropy,
@@ -406,8 +406,7 @@ def run(cfg: ScanConfig, progress: bool = True) -> dict[str, Any]:
         raise ConfigError(str(e)) from None
     if cfg.eval.classifier and not Path(cfg.eval.classifier).is_file():
         raise ConfigError(f"eval.classifier: no such file {cfg.eval.classifier}")
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
+    set_num_threads(cfg.train.num_threads)
     train_c, held_c = split_concepts(space.all_concepts(), cfg.symbols.heldout_fraction, cfg.symbols.seed)
     vision_sha = file_sha256(vision_path)
     with undo_failed_start(cfg.run.dir):

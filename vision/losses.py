@@ -33,6 +33,13 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
+def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
+                        logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_q, e^logvar_q) ‖ N(mu_p, e^logvar_p)) per sample and latent, (N, D): the first argument is the
+    distribution the expectation is taken under."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
+
+
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(z; mu, exp(logvar)); broadcasts (used for the pairwise TC estimators)."""
     norm = torch.log(torch.tensor(2.0 * torch.pi, dtype=z.dtype, device=z.device))

@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision.images import to_tensor, to_uint8_hwc
-from vision.losses import gaussian_kl
+from vision.losses import gaussian_kl, gaussian_kl_between
 from vision.models.base import VAEBase, adam
 from vision.nets import make_encoder
-from vision.runtime import atomic_torch_save, progress_bar
+from vision.runtime import atomic_torch_save, progress_bar, set_num_threads
 
 UNSPECIFIED = -1  # a concept's value for a group it leaves out
 OPERATORS = ("AND", "IN_COMMON", "IGNORE")
@@ -277,13 +277,6 @@ class ScanModelConfig:
                 raise ValueError(f"model.{name}: must be >= 0, got {getattr(self, name)}")
 
 
-def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
-                        logvar_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_q, e^logvar_q) ‖ N(mu_p, e^logvar_p)) per sample and latent, (N, D): the first argument is the
-    distribution the expectation is taken under."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
-
-
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -359,7 +352,7 @@ class ScanTrainConfig:
     seed: int = 0
     log_every: int = 100
     ckpt_every: int = 1000
-    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    num_threads: int = 0  # torch CPU threads; 0: auto (vision.runtime.auto_num_threads)
 
     def __post_init__(self) -> None:
         for name in ("steps", "op_steps", "batch_size", "log_every", "ckpt_every"):
@@ -405,8 +398,7 @@ def train_scan(symbols: SymbolVAE, ops: Recombination, cache: ScanCache, cfg: Sc
     path = run_dir / STATE_NAME
     for stale in run_dir.glob(f".{STATE_NAME}.*.tmp"):
         stale.unlink(missing_ok=True)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
     opt_sym, opt_ops = adam(list(symbols.parameters()), cfg.lr), adam(list(ops.parameters()), cfg.lr)

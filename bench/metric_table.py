@@ -156,11 +156,13 @@ def cached_score_spec(spec: dict[str, Any], num_points: int, seed: int, params: 
     return row
 
 
-def carried_rows(path: str | Path, specs: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+def carried_rows(path: str | Path, specs: list[dict[str, Any]],
+                 num_points: int | None = None) -> dict[tuple[str, Any], dict[str, Any]]:
     """Rows of an earlier table's JSON keyed by (name, seed), minus the trained rows that ``specs`` re-score.
 
     A baseline spec (no family) whose name is in the earlier table is answered from it; a trained row of the
-    earlier table is dropped when a run of the same family and seed is among ``specs``.
+    earlier table is dropped when a run of the same family and seed is among ``specs``. With ``num_points``, a
+    table scored on another number of points is refused (its rows would not compare).
     """
     import json
 
@@ -168,6 +170,8 @@ def carried_rows(path: str | Path, specs: list[dict[str, Any]]) -> dict[tuple[st
     rows = previous.get("rows")
     if not isinstance(rows, list):
         raise ValueError(f"{path}: no 'rows' list (not a table JSON written by bench/metric_table.py)")
+    if num_points is not None and previous.get("num_points") != num_points:
+        raise ValueError(f"{path} was scored on {previous.get('num_points')} points, this call on {num_points:,}")
     rescored = {(s["family"], s.get("seed")) for s in specs if s["kind"] == "run"}
     out: dict[tuple[str, Any], dict[str, Any]] = {}
     for row in rows:
@@ -175,13 +179,6 @@ def carried_rows(path: str | Path, specs: list[dict[str, Any]]) -> dict[tuple[st
             continue
         out[(row["name"], row.get("seed"))] = {**row, "scored_git": row.get("scored_git", previous.get("git"))}
     return out
-
-
-def json_points(path: str | Path) -> int | None:
-    """The number of metric points an earlier table JSON was scored on."""
-    import json
-
-    return json.loads(Path(path).read_text()).get("num_points")
 
 
 def merge_rows(specs: list[dict[str, Any]], scored: list[dict[str, Any]],
@@ -320,12 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     carried: dict[tuple[str, Any], dict[str, Any]] = {}
     if args.carry:
         try:
-            carried = carried_rows(args.carry, specs)
+            carried = carried_rows(args.carry, specs, num_points)
         except (OSError, ValueError) as e:
             parser.exit(2, f"error: --carry: {e}\n")
-        if json_points(args.carry) != num_points:
-            parser.exit(2, f"error: --carry: {args.carry} was scored on {json_points(args.carry):,} points, "
-                           f"this call on {num_points:,}\n")
     todo = [s for s in specs if s["kind"] == "run" or (s["name"], s.get("seed")) not in carried]
     # Rows are independent: score them in worker processes (one thread each), in the order given.
     job = functools.partial(cached_score_spec, num_points=num_points, seed=args.seed, params=params,

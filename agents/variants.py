@@ -1,14 +1,22 @@
 """DARLA's agent variants: which vision module, where it sits, and which policy learns on top.
 
-| variant      | vision module expected          | placement                       | default policy |
-|--------------|---------------------------------|---------------------------------|----------------|
-| BASELINE     | none                            | pixels, learned end to end      | CnnPolicy      |
-| DARLA        | β-VAE_DAE (``beta_vae_dae``)    | frozen, in the env wrapper      | MlpPolicy      |
-| DARLA_ENT    | β = 1 VAE (``vae``)             | frozen, in the env wrapper      | MlpPolicy      |
-| DARLA_DAE    | DAE bottleneck (``dae``)        | frozen, in the env wrapper      | MlpPolicy      |
-| DARLA_FT     | β-VAE_DAE (``beta_vae_dae``)    | policy features extractor, fine-tuned by RL | CnnPolicy |
-| RANDOM_ENC   | any architecture, untrained     | frozen, in the env wrapper      | MlpPolicy      |
-| AUG          | none                            | pixels + random shift/colour jitter | CnnPolicy  |
+| variant    | vision module expected              | placement                                   | default policy |
+|------------|-------------------------------------|---------------------------------------------|----------------|
+| BASELINE   | none                                | pixels, learned end to end                  | CnnPolicy      |
+| DARLA      | β-VAE_DAE (``beta_vae_dae``)        | frozen, in the env wrapper                  | MlpPolicy      |
+| DARLA_ENT  | β-VAE_DAE, low β (``beta_vae_dae``) | frozen, in the env wrapper                  | MlpPolicy      |
+| PIXEL_VAE  | β = 1 VAE (``vae``)                 | frozen, in the env wrapper                  | MlpPolicy      |
+| DARLA_DAE  | DAE bottleneck (``dae``)            | frozen, in the env wrapper                  | MlpPolicy      |
+| DARLA_FT   | β-VAE_DAE (``beta_vae_dae``)        | policy features extractor, fine-tuned by RL | CnnPolicy      |
+| RANDOM_ENC | any architecture, untrained         | frozen, in the env wrapper                  | MlpPolicy      |
+| AUG        | none                                | pixels + random shift/colour jitter         | CnnPolicy      |
+
+DARLA_ENT is the paper's entangled counterpart of DARLA's own vision: the same β-VAE_DAE (same DAE checkpoint,
+same ``dae_layer``, same latent count) trained with a β low enough to be measurably entangled. DARLA and DARLA_ENT
+accept the same family, so no check here can tell them apart: the distinction is the β chosen by stage-1
+measurement (DCI, domain invariance) and recorded in the config (``model.beta`` of the stage-1 run). PIXEL_VAE is
+a pixel-space β = 1 VAE, which changes both the reconstruction target and β at once; it is kept as its own
+variant (a ``beta_vae`` checkpoint trained with β = 1 and no β normalisation also counts as one).
 
 A frozen encoder sits outside the policy (:class:`vision.wrappers.VecDisentangledObservation`): no optimiser can
 reach it and replay buffers store latents. DARLA_FT is the one variant whose encoder lives inside the policy
@@ -62,7 +70,7 @@ class Variant:
             return True
         if family in self.families:
             return True
-        # DARLA_ENT's "β = 1 VAE" may also come from the beta_vae family trained with β = 1.
+        # PIXEL_VAE's "β = 1 VAE" may also come from the beta_vae family trained with β = 1.
         return "vae" in self.families and family == "beta_vae" and float(model_config.get("beta", 0)) == 1.0 \
             and not model_config.get("beta_norm", False)
 
@@ -72,7 +80,10 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant("BASELINE", "end-to-end agent on pixels", False, (), "pixels", "CnnPolicy"),
         Variant("DARLA", "frozen β-VAE_DAE latent means + MLP policy", True, ("beta_vae_dae",), "wrapper", "MlpPolicy"),
-        Variant("DARLA_ENT", "frozen entangled vision (β = 1 VAE) + MLP policy", True, ("vae",), "wrapper", "MlpPolicy"),
+        # DARLA_ENT: DARLA's vision with only β changed (low, measured entangled); same family as DARLA.
+        Variant("DARLA_ENT", "frozen entangled β-VAE_DAE (low β) + MLP policy", True, ("beta_vae_dae",), "wrapper",
+                "MlpPolicy"),
+        Variant("PIXEL_VAE", "frozen pixel-space β = 1 VAE + MLP policy", True, ("vae",), "wrapper", "MlpPolicy"),
         Variant("DARLA_DAE", "frozen DAE bottleneck + MLP policy", True, ("dae",), "wrapper", "MlpPolicy"),
         Variant("DARLA_FT", "DARLA encoder inside the policy, fine-tuned by RL", True, ("beta_vae_dae",), "extractor",
                 "CnnPolicy"),

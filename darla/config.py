@@ -128,8 +128,9 @@ class EnvConfig:
 class VisionRefConfig:
     """The stage-1 vision module a variant uses (ignored by pixel variants: BASELINE, AUG)."""
 
-    # A stage-1 run directory or checkpoint file. Required by DARLA (a beta_vae_dae run), DARLA_ENT (a β = 1
-    # VAE run), DARLA_DAE (a dae run) and DARLA_FT (a beta_vae_dae run); RANDOM_ENC borrows its architecture.
+    # A stage-1 run directory or checkpoint file. Required by DARLA (a beta_vae_dae run), DARLA_ENT (a beta_vae_dae
+    # run differing from DARLA's only by a low, measured-entangled β), PIXEL_VAE (a β = 1 VAE run), DARLA_DAE (a
+    # dae run) and DARLA_FT (a beta_vae_dae run); RANDOM_ENC borrows its architecture.
     run: str = ""
     latent: str = "mean"  # mean | sample | mean+logvar (frozen-encoder variants)
     resize: bool = True  # resize env frames whose H×W differ from the checkpoint's input

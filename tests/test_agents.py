@@ -130,7 +130,8 @@ def test_factory_errors():
 
 # ----- variants --------------------------------------------------------------------------------------------
 def test_variant_table():
-    assert set(VARIANTS) == {"BASELINE", "DARLA", "DARLA_ENT", "DARLA_DAE", "DARLA_FT", "RANDOM_ENC", "AUG"}
+    assert set(VARIANTS) == {"BASELINE", "DARLA", "DARLA_ENT", "PIXEL_VAE", "DARLA_DAE", "DARLA_FT", "RANDOM_ENC",
+                             "AUG"}
     assert get_variant("DARLA").families == ("beta_vae_dae",) and get_variant("DARLA").placement == "wrapper"
     assert get_variant("DARLA_FT").placement == "extractor"
     assert get_variant("BASELINE").policy == "CnnPolicy" and not get_variant("BASELINE").uses_vision
@@ -143,9 +144,29 @@ def test_family_checks(dae, beta_vae_dae):
     check_vision(get_variant("DARLA_DAE"), dae, "run")
     with pytest.raises(ValueError, match=r"variant DARLA expects a vision module of family beta_vae_dae; runs/x holds 'dae'"):
         check_vision(get_variant("DARLA"), dae, "runs/x")
+    # DARLA_ENT is DARLA's own vision at a low β: the same family as DARLA, never a pixel VAE.
     ent = get_variant("DARLA_ENT")
-    assert ent.accepts("vae", {}) and ent.accepts("beta_vae", {"beta": 1.0})
-    assert not ent.accepts("beta_vae", {"beta": 4.0}) and not ent.accepts("beta_vae_dae", {"beta": 1.0})
+    assert ent.families == get_variant("DARLA").families == ("beta_vae_dae",)
+    assert ent.accepts("beta_vae_dae", {"beta": 0.01}) and ent.accepts("beta_vae_dae", {"beta": 1.0})
+    assert not ent.accepts("vae", {}) and not ent.accepts("beta_vae", {"beta": 1.0})
+    check_vision(ent, beta_vae_dae, "run")
+    # PIXEL_VAE is the pixel-space β = 1 VAE (a beta_vae trained with β = 1 and no β normalisation counts too).
+    pix = get_variant("PIXEL_VAE")
+    assert pix.families == ("vae",) and pix.placement == "wrapper" and pix.policy == "MlpPolicy"
+    assert pix.accepts("vae", {}) and pix.accepts("beta_vae", {"beta": 1.0})
+    assert not pix.accepts("beta_vae", {"beta": 4.0}) and not pix.accepts("beta_vae", {"beta": 1.0, "beta_norm": True})
+    assert not pix.accepts("beta_vae_dae", {"beta": 1.0})
+
+
+def test_darla_ent_refuses_a_pixel_vae_in_one_line():
+    vae = build_model(ModelConfig(family="vae", latent_dim=4, hidden=32), (3, 64, 64))
+    with pytest.raises(ValueError) as err:
+        check_vision(get_variant("DARLA_ENT"), vae, "runs/x/vae")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("vision.run: variant DARLA_ENT expects a vision module of family beta_vae_dae; "
+                          "runs/x/vae holds 'vae'")
+    check_vision(get_variant("PIXEL_VAE"), vae, "runs/x/vae")  # the pixel VAE's own variant takes it
 
 
 def test_no_gradient_reaches_the_frozen_encoder(beta_vae_dae):

@@ -14,7 +14,7 @@ from darla.transfer import aggregate, RunEvaluation
 def _tiny(tmp_path, **extra):
     overrides = [
         f"pipeline.dir={tmp_path / 'study'}",
-        "pipeline.variants={DARLA_ENT: vae, BASELINE: ''}",
+        "pipeline.variants={PIXEL_VAE: vae, BASELINE: ''}",
         "pipeline.seeds=[0,1]",
         "stage1.data.source=env", "stage1.data.env_id=darla/Sprites-v0", "stage1.data.num_images=128",
         "stage1.data.coverage=source+target-factors",
@@ -43,10 +43,10 @@ def _numbers(root, seeds=("seed0", "seed1")):
 def test_pipeline_end_to_end_resume_and_parallel_equals_sequential(tmp_path):
     cfg = _tiny(tmp_path)
     jobs = plan(cfg, progress=False)
-    assert [j.name for j in jobs] == ["frames", "stage1/vae", "stage2/DARLA_ENT/seed0", "stage2/DARLA_ENT/seed1",
+    assert [j.name for j in jobs] == ["frames", "stage1/vae", "stage2/PIXEL_VAE/seed0", "stage2/PIXEL_VAE/seed1",
                                       "stage2/BASELINE/seed0", "stage2/BASELINE/seed1", "transfer"]
     after = {j.name: j.after for j in jobs}
-    assert after["stage1/vae"] == ("frames",) and after["stage2/DARLA_ENT/seed1"] == ("stage1/vae",)
+    assert after["stage1/vae"] == ("frames",) and after["stage2/PIXEL_VAE/seed1"] == ("stage1/vae",)
     assert after["stage2/BASELINE/seed0"] == ()  # pixel agents need no vision: they run beside stage 1
     assert set(after["transfer"]) == {j.name for j in jobs if j.name.startswith("stage2/")}
     # "Kill" after stage 1: run only the first jobs, then the whole pipeline, two jobs at a time.
@@ -67,7 +67,7 @@ def test_pipeline_end_to_end_resume_and_parallel_equals_sequential(tmp_path):
     for name in ("transfer.json", "transfer.md", "transfer.png"):
         assert (out / name).is_file()
     assert any((out / "tb").iterdir())
-    assert set(result["variants"]) == {"DARLA_ENT", "BASELINE"}
+    assert set(result["variants"]) == {"PIXEL_VAE", "BASELINE"}
     for row in result["variants"].values():
         assert row["seeds"] == [0, 1]
         assert row["source_domain"] == "source" and row["target_domains"]
@@ -76,7 +76,7 @@ def test_pipeline_end_to_end_resume_and_parallel_equals_sequential(tmp_path):
             assert lo - 1e-9 <= s["iqm"] <= hi + 1e-9
             assert np.isclose(s["mean"], np.mean(s["per_seed"]))
     md = (out / "transfer.md").read_text()
-    assert "DARLA_ENT" in md and "BASELINE" in md
+    assert "PIXEL_VAE" in md and "BASELINE" in md
     # A second run does no training at all (only the table is rebuilt, from cached evaluations).
     run(cfg, progress=False, runner=two, echo=None)
     status = json.loads((tmp_path / "study" / "pipeline.json").read_text())["status"]
@@ -90,7 +90,7 @@ def test_pipeline_end_to_end_resume_and_parallel_equals_sequential(tmp_path):
 def test_pipeline_cli_failure_names_the_job_and_keeps_going(tmp_path, capsys):
     from darla.pipeline import main
 
-    # BASELINE's PPO batch is refused when its agent is built, inside the stage-2 job; DARLA_ENT's chain still runs.
+    # BASELINE's PPO batch is refused when its agent is built, inside the stage-2 job; PIXEL_VAE's chain still runs.
     cfg = _tiny(tmp_path, **{"pipeline.seeds": "[0]", "agents": "{BASELINE: [agent.hparams.batch_size=0]}"})
     jobs = {j.name: j for j in plan(cfg, progress=False)}
     code = main(["--no-progress", "--num-cpus", "2", "--config", str(_write_config(tmp_path, cfg))])
@@ -98,7 +98,7 @@ def test_pipeline_cli_failure_names_the_job_and_keeps_going(tmp_path, capsys):
     assert code == 1 and len(err) == 1
     assert err[0].startswith("error: job stage2/BASELINE/seed0 failed: ") and "(1 more did not finish)" in err[0]
     status = json.loads((tmp_path / "study" / "pipeline.json").read_text())["status"]
-    assert status == {"frames": "done", "stage1/vae": "done", "stage2/DARLA_ENT/seed0": "done",
+    assert status == {"frames": "done", "stage1/vae": "done", "stage2/PIXEL_VAE/seed0": "done",
                       "stage2/BASELINE/seed0": "failed", "transfer": "blocked"}
     assert not (tmp_path / "study" / "stage2" / "BASELINE" / "seed0").exists()  # nothing blocks the corrected command
     assert jobs["stage2/BASELINE/seed0"].log.is_file()
@@ -131,7 +131,7 @@ def test_pipeline_per_variant_agent_overrides(tmp_path):
     from darla.pipeline import _stage2_config
 
     cfg = _tiny(tmp_path, **{"agents": "{BASELINE: [agent.hparams.n_epochs=3, train.total_timesteps=32]}"})
-    base, pixel = _stage2_config(cfg, "DARLA_ENT", 0, "/x/vae"), _stage2_config(cfg, "BASELINE", 1, "")
+    base, pixel = _stage2_config(cfg, "PIXEL_VAE", 0, "/x/vae"), _stage2_config(cfg, "BASELINE", 1, "")
     assert base.agent.hparams["n_epochs"] == 1 and base.train.total_timesteps == 64 and base.vision.run == "/x/vae"
     assert pixel.agent.hparams == {"n_steps": 16, "batch_size": 16, "n_epochs": 3}
     assert pixel.train.total_timesteps == 32 and pixel.train.seed == 1 and pixel.agent.variant == "BASELINE"

@@ -40,7 +40,8 @@ def vision_runs(tmp_path_factory):
     return {name: root / name for name in models}
 
 
-VARIANT_VISION = {"BASELINE": None, "DARLA": "beta_vae_dae", "DARLA_ENT": "vae", "DARLA_DAE": "dae",
+VARIANT_VISION = {"BASELINE": None, "DARLA": "beta_vae_dae", "DARLA_ENT": "beta_vae_dae", "PIXEL_VAE": "vae",
+                  "DARLA_DAE": "dae",
                   "DARLA_FT": "beta_vae_dae", "RANDOM_ENC": None, "AUG": None}
 
 
@@ -151,6 +152,9 @@ def test_clear_errors(tmp_path, vision_runs):
         run(config(tmp_path, "BASELINE", vision_runs, "agent.variant=DARLA", name="a"), progress=False)
     with pytest.raises(ValueError, match="variant DARLA_DAE expects a vision module of family dae"):
         run(config(tmp_path, "DARLA_DAE", vision_runs, f"vision.run={vision_runs['vae']}", name="b"), progress=False)
+    # DARLA_ENT is DARLA's β-VAE_DAE at a low β; the pixel β = 1 VAE belongs to PIXEL_VAE.
+    with pytest.raises(ValueError, match="variant DARLA_ENT expects a vision module of family beta_vae_dae; .* 'vae'"):
+        run(config(tmp_path, "DARLA_ENT", vision_runs, f"vision.run={vision_runs['vae']}", name="b2"), progress=False)
     with pytest.raises(ObservationShapeError, match=r"\(64, 64, 3\).*\(1, 64, 64\)"):
         run(config(tmp_path, "DARLA", vision_runs, f"vision.run={vision_runs['gray']}", "vision.check_family=false",
                    name="c"), progress=False)

@@ -1,8 +1,8 @@
 """Stage 2 — learn to act: SB3 agents and Episodic Control on frozen (or fine-tuned) disentangled vision.
 
 ``agents.variants`` defines DARLA's variants (BASELINE, DARLA, DARLA_ENT, PIXEL_VAE, DARLA_DAE, DARLA_FT,
-RANDOM_ENC, AUG), ``agents.factory`` builds any algorithm from YAML hyper-parameters, ``agents.episodic_control``
-is MFEC.
+DC_IGN, RANDOM_ENC, AUG), ``agents.factory`` builds any algorithm from YAML hyper-parameters,
+``agents.episodic_control`` is MFEC.
 """
 from agents.config import AgentConfig, AugmentConfig
 from agents.episodic_control import EpisodicControl

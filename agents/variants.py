@@ -8,6 +8,7 @@
 | PIXEL_VAE  | β = 1 VAE (``vae``)                 | frozen, in the env wrapper                  | MlpPolicy      |
 | DARLA_DAE  | DAE bottleneck (``dae``)            | frozen, in the env wrapper                  | MlpPolicy      |
 | DARLA_FT   | β-VAE_DAE (``beta_vae_dae``)        | policy features extractor, fine-tuned by RL | CnnPolicy      |
+| DC_IGN     | DC-IGN (``dc_ign``), weakly supervised | frozen, in the env wrapper               | MlpPolicy      |
 | RANDOM_ENC | any architecture, untrained         | frozen, in the env wrapper                  | MlpPolicy      |
 | AUG        | none                                | pixels + random shift/colour jitter         | CnnPolicy      |
 
@@ -16,7 +17,9 @@ same ``dae_layer``, same latent count) trained with a β low enough to be measur
 accept the same family, so no check here can tell them apart: the distinction is the β chosen by stage-1
 measurement (DCI, domain invariance) and recorded in the config (``model.beta`` of the stage-1 run). PIXEL_VAE is
 a pixel-space β = 1 VAE, which changes both the reconstruction target and β at once; it is kept as its own
-variant (a ``beta_vae`` checkpoint trained with β = 1 and no β normalisation also counts as one).
+variant (a ``beta_vae`` checkpoint trained with β = 1 and no β normalisation also counts as one). DC_IGN reads a
+DC-IGN, trained on batches in which one ground-truth factor varies: a weakly supervised reference for what a
+factor-aligned code buys in transfer, not an unsupervised competitor.
 
 A frozen encoder sits outside the policy (:class:`vision.wrappers.VecDisentangledObservation`): no optimiser can
 reach it and replay buffers store latents. DARLA_FT is the one variant whose encoder lives inside the policy
@@ -87,6 +90,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("DARLA_DAE", "frozen DAE bottleneck + MLP policy", True, ("dae",), "wrapper", "MlpPolicy"),
         Variant("DARLA_FT", "DARLA encoder inside the policy, fine-tuned by RL", True, ("beta_vae_dae",), "extractor",
                 "CnnPolicy"),
+        Variant("DC_IGN", "frozen DC-IGN latent means (factor-supervised batches) + MLP policy", True, ("dc_ign",),
+                "wrapper", "MlpPolicy"),
         Variant("RANDOM_ENC", "frozen untrained encoder + MLP policy", False, (), "wrapper", "MlpPolicy",
                 random_init=True),
         Variant("AUG", "pixel agent with random-shift/colour augmentation", False, (), "pixels", "CnnPolicy",

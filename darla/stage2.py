@@ -1,7 +1,7 @@
 """Stage 2 — learn to act: ``python -m darla.stage2 --config configs/<env>/<variant>.yaml [key=value ...]``.
 
-Trains the configured variant (BASELINE, DARLA, DARLA_ENT, PIXEL_VAE, DARLA_DAE, DARLA_FT, RANDOM_ENC, AUG) with the
-configured algorithm on the source domain, evaluating periodically on the source and every target domain (one
+Trains the configured variant (BASELINE, DARLA, DARLA_ENT, PIXEL_VAE, DARLA_DAE, DARLA_FT, DC_IGN, RANDOM_ENC,
+AUG) with the configured algorithm on the source domain, evaluating periodically on the source and every target domain (one
 tensorboard stream per domain: ``eval/<domain>/mean_reward``). Rerunning the command on an existing run directory
 resumes from its last checkpoint; a finished run returns at once (raise ``train.total_timesteps`` to extend it).
 

@@ -130,8 +130,8 @@ def test_factory_errors():
 
 # ----- variants --------------------------------------------------------------------------------------------
 def test_variant_table():
-    assert set(VARIANTS) == {"BASELINE", "DARLA", "DARLA_ENT", "PIXEL_VAE", "DARLA_DAE", "DARLA_FT", "RANDOM_ENC",
-                             "AUG"}
+    assert set(VARIANTS) == {"BASELINE", "DARLA", "DARLA_ENT", "PIXEL_VAE", "DARLA_DAE", "DARLA_FT", "DC_IGN",
+                             "RANDOM_ENC", "AUG"}
     assert get_variant("DARLA").families == ("beta_vae_dae",) and get_variant("DARLA").placement == "wrapper"
     assert get_variant("DARLA_FT").placement == "extractor"
     assert get_variant("BASELINE").policy == "CnnPolicy" and not get_variant("BASELINE").uses_vision
@@ -156,6 +156,8 @@ def test_family_checks(dae, beta_vae_dae):
     assert pix.accepts("vae", {}) and pix.accepts("beta_vae", {"beta": 1.0})
     assert not pix.accepts("beta_vae", {"beta": 4.0}) and not pix.accepts("beta_vae", {"beta": 1.0, "beta_norm": True})
     assert not pix.accepts("beta_vae_dae", {"beta": 1.0})
+    # DC_IGN reads a DC-IGN only; a β-VAE_DAE is not a factor-supervised code.
+    assert get_variant("DC_IGN").accepts("dc_ign", {}) and not get_variant("DC_IGN").accepts("beta_vae_dae", {})
 
 
 def test_darla_ent_refuses_a_pixel_vae_in_one_line():

@@ -34,6 +34,7 @@ def vision_runs(tmp_path_factory):
     bvd = build_model(ModelConfig(family="beta_vae_dae", **small), (3, 64, 64), pretrained=False)
     bvd.attach_dae(dae)
     models = {"dae": dae, "beta_vae_dae": bvd, "vae": build_model(ModelConfig(family="vae", **small), (3, 64, 64)),
+              "dc_ign": build_model(ModelConfig(family="dc_ign", **small), (3, 64, 64)),
               "gray": build_model(ModelConfig(family="beta_vae_dae", **small), (1, 64, 64), pretrained=False)}
     for name, model in models.items():
         save_checkpoint(root / name / "checkpoint.pt", model, step=0)
@@ -42,7 +43,7 @@ def vision_runs(tmp_path_factory):
 
 VARIANT_VISION = {"BASELINE": None, "DARLA": "beta_vae_dae", "DARLA_ENT": "beta_vae_dae", "PIXEL_VAE": "vae",
                   "DARLA_DAE": "dae",
-                  "DARLA_FT": "beta_vae_dae", "RANDOM_ENC": None, "AUG": None}
+                  "DARLA_FT": "beta_vae_dae", "DC_IGN": "dc_ign", "RANDOM_ENC": None, "AUG": None}
 
 
 def config(tmp_path, variant, vision_runs, *extra, name=None, algo="ppo"):

@@ -161,15 +161,20 @@ def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
 
 
 def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None,
-        echo: Callable[[str], None] | None = echo_line) -> dict[str, Any]:
+        echo: Callable[[str], None] | None = echo_line, vision_only: bool = False) -> dict[str, Any]:
     """Run every unfinished job of the plan, independent ones side by side (``runner``: local subprocesses
     sized to the cores by default, or Ray); returns the transfer result.
+
+    ``vision_only`` runs the frames and the vision modules and stops there (returns ``{}``): what a hyper-parameter
+    sweep of the agents on the study's own vision (``configs/sweeps/sprites_tuning.yaml``) needs first.
 
     ``progress`` shows the stages' progress in their logs; ``echo`` gets one line per job start and end. Writes
     ``pipeline.json`` (each job's status and seconds, 0 for a job finished earlier). A failed job raises a
     one-line :class:`JobError` after the jobs that do not need it have run.
     """
     jobs = plan(cfg, progress)  # a bad plan is refused before the study's directory is written
+    if vision_only:
+        jobs = [j for j in jobs if j.name == "frames" or j.name.startswith("stage1/")]
     root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
                               ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval."))
     t0 = time.perf_counter()
@@ -181,6 +186,8 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
         "total_seconds": round(time.perf_counter() - t0, 1),
     })
     raise_for_failures(results)
+    if vision_only:
+        return {}
     return json.loads((root / "transfer" / "transfer.json").read_text())
 
 
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress lines in the jobs' logs")
     p.add_argument("--dry-run", action="store_true", help="list the jobs, what each waits for and its status; run nothing")
     p.add_argument("--collect-frames", metavar="PATH", help=argparse.SUPPRESS)  # the plan's `frames` job
+    p.add_argument("--vision-only", action="store_true", help="run the frames and the vision modules only")
     add_runner_arguments(p)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pipeline.seeds=[0,1]")
     a = p.parse_args(argv)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'finished' if job.done() else 'pending':9s} {job.name}{waits}\n          {job.command()}")
             return 0
         t0 = time.perf_counter()
-        run(cfg, progress=not a.no_progress, runner=runner_from_args(a))
+        run(cfg, progress=not a.no_progress, runner=runner_from_args(a), vision_only=a.vision_only)
     except (ConfigError, ValueError, FileNotFoundError, MissingRayError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -215,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the running jobs were stopped; rerun the same command to resume", file=sys.stderr)
         return 130
     root = Path(cfg.pipeline.dir)
+    if a.vision_only:
+        print(f"pipeline vision finished in {time.perf_counter() - t0:.0f} s; modules in {root / 'stage1'}")
+        return 0
     print((root / "transfer" / "transfer.md").read_text())
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; outputs in {root}, job logs in {root / LOGS_DIR}")
     return 0

@@ -164,3 +164,15 @@ def test_spearman_and_score_flattening():
                            "dci": {"scores": {"disentanglement": 0.5, "completeness": 0.6},
                                    "details": {"num_active_dims": 3}}})
     assert flat == {"mig.mig": 0.4, "dci.disentanglement": 0.5, "dci.completeness": 0.6}
+
+
+def test_pipeline_vision_only_stops_after_the_modules(tmp_path, capsys):
+    from darla.pipeline import main
+
+    cfg = _tiny(tmp_path, **{"pipeline.seeds": "[0]"})
+    code = main(["--no-progress", "--vision-only", "--num-cpus", "1", "--config", str(_write_config(tmp_path, cfg))])
+    root = tmp_path / "study"
+    assert code == 0 and "pipeline vision finished" in capsys.readouterr().out
+    assert (root / "frames.npz").is_file() and (root / "stage1" / "vae" / "stage1.json").is_file()
+    assert not (root / "stage2").exists() and not (root / "transfer").exists()
+    assert set(json.loads((root / "pipeline.json").read_text())["status"]) == {"frames", "stage1/vae"}

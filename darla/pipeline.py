@@ -176,7 +176,10 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
     if vision_only:
         jobs = [j for j in jobs if j.name == "frames" or j.name.startswith("stage1/")]
     root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
-                              ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval."))
+                              # agents' settings may be filled in after a --vision-only run (each stage-2
+                              # run directory still refuses a changed config of its own)
+                              ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval.",
+                                      "agents."))
     t0 = time.perf_counter()
     results = run_jobs(jobs, runner, echo=echo, label=f"pipeline {root}")
     atomic_write_json(root / "pipeline.json", {

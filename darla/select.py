@@ -1,4 +1,4 @@
-"""Unsupervised model selection: ``python -m darla.select --sweep SWEEP_DIR``.
+"""Model selection: ``python -m darla.select --sweep SWEEP_DIR`` (vision, UDR) or ``--agents SWEEP_DIR`` (agents).
 
 Ranks the stage-1 models of a sweep by UDR (Unsupervised Disentanglement Ranking, Duan et al. 2020), which
 needs no labels: models trained with the same hyper-parameters and different seeds should agree, up to
@@ -15,6 +15,11 @@ Where the trials have supervised scores (``metrics.json``: set ``eval.metrics`` 
 also reports how the UDR ranking agrees with each of them (Spearman ρ with a bootstrap 95% CI over models).
 The result is written to ``SWEEP_DIR/selection.json`` and ``selection.md``; :func:`best_vision_run` is the entry
 point for pipelines ("the UDR-best vision module of sweep X").
+
+``--agents`` selects agent settings from a finished stage-2 sweep with named variants (one bundle per agent
+variant, e.g. ``configs/sweeps/sprites_tuning.yaml``): for each bundle, the setting whose mean final return on the
+**source** domain, over its seeds, is highest (:func:`select_agents`). Target-domain returns are never read, so a
+study tuned this way stays zero-shot. Written to ``SWEEP_DIR/agent_selection.json`` and ``agent_selection.md``.
 """
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ from vision.runtime import atomic_write_json, atomic_write_text, progress_bar, r
 
 SELECTION_JSON = "selection.json"
 SELECTION_MD = "selection.md"
+AGENT_SELECTION_JSON = "agent_selection.json"
+AGENT_SELECTION_MD = "agent_selection.md"
+SELECTION_DOMAIN = "source"  # the only domain agent selection reads
 CORRELATIONS = ("lasso", "spearman")
 KL_THRESHOLD = 0.01  # Duan et al.: latents whose KL to the prior is below this are inactive
 
@@ -271,9 +279,62 @@ def best_vision_run(sweep_dir: str | Path, **kwargs: Any) -> Path:
     return Path(select(root, **kwargs)["best"]["run_dir"])
 
 
+def select_agents(sweep_dir: str | Path, seed_keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per named variant of a finished stage-2 sweep, the setting with the highest mean final source return.
+
+    Trials are grouped by their variant bundle, then by their swept values other than seed keys (``*.seed``
+    unless ``seed_keys`` names them); a setting's score is the mean over its seeds of ``reward/source`` (the last
+    training-time evaluation on the source domain). Ties go to the setting listed first. Writes
+    ``agent_selection.json`` / ``.md`` in the sweep directory; a trial without a result is a one-line error.
+    """
+    root = Path(sweep_dir)
+    summary_path = root / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"--agents: {summary_path} not found; run the stage-2 sweep first (python -m darla.sweep)")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("stage") != "stage2":
+        raise ValueError(f"--agents: {root} is a {summary.get('stage')} sweep; agent selection needs a stage-2 sweep")
+    key = f"reward/{SELECTION_DOMAIN}"
+    groups: dict[str, dict[str, list[float]]] = {}
+    settings: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in summary["trials"]:
+        if key not in row.get("result", {}):
+            raise ValueError(f"--agents: trial {row['trial']} has no {key} ({row['status']}); finish the sweep first")
+        params = dict(row["params"])
+        variant = params.pop("variant", "")
+        swept = {k: v for k, v in params.items() if not _is_seed_key(k, seed_keys)}
+        label = ",".join(f"{k}={value_label(v)}" for k, v in swept.items()) or "-"
+        groups.setdefault(variant, {}).setdefault(label, []).append(float(row["result"][key]))
+        settings.setdefault(variant, {})[label] = swept
+    chosen: dict[str, Any] = {}
+    for variant, by_setting in groups.items():
+        means = {label: float(np.mean(v)) for label, v in by_setting.items()}
+        best = max(means, key=lambda label: means[label])  # max keeps the first of equal scores
+        chosen[variant or "-"] = {"best": best, "settings": settings[variant][best], "domain": SELECTION_DOMAIN,
+                                  "mean_return": means, "returns": by_setting}
+    result = {"sweep": str(root.resolve()), "domain": SELECTION_DOMAIN, "variants": chosen}
+    atomic_write_json(root / AGENT_SELECTION_JSON, result)
+    atomic_write_text(root / AGENT_SELECTION_MD, agent_selection_markdown(result))
+    return result
+
+
+def agent_selection_markdown(result: dict[str, Any]) -> str:
+    """The agent selection as a Markdown table: every variant's settings, their mean source return, the choice."""
+    lines = [f"Mean final return on the {result['domain']} domain over seeds (the only domain read); * = chosen.", "",
+             "| variant | setting | seeds | mean return |", "|---|---|---:|---:|"]
+    for variant, v in result["variants"].items():
+        for label, mean in v["mean_return"].items():
+            mark = " *" if label == v["best"] else ""
+            lines.append(f"| {variant} | {label}{mark} | {len(v['returns'][label])} | {mean:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m darla.select", description=__doc__.splitlines()[0])
-    p.add_argument("--sweep", required=True, help="a stage-1 sweep directory (python -m darla.sweep output)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sweep", help="a stage-1 sweep directory (python -m darla.sweep output): UDR ranking")
+    what.add_argument("--agents", help="a stage-2 sweep directory with named variants: best setting per variant "
+                                       "by mean final source return")
     p.add_argument("--correlation", default="lasso", choices=CORRELATIONS, help="UDR similarity (default: lasso)")
     p.add_argument("--num-points", type=int, default=1_000, help="shared inputs encoded by every model")
     p.add_argument("--pairs", type=int, default=0, help="partners per model (P); 0: every other seed of its setting")
@@ -283,6 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    if a.agents:
+        try:
+            chosen = select_agents(a.agents, seed_keys=a.seed_keys)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(agent_selection_markdown(chosen))
+        print(f"written: {Path(a.agents) / AGENT_SELECTION_JSON}")
+        return 0
     try:
         result = select(a.sweep, correlation=a.correlation, num_points=a.num_points, pairs=a.pairs, seed=a.seed,
                         seed_keys=a.seed_keys, device=a.device, progress=not a.no_progress)

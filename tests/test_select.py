@@ -114,3 +114,53 @@ def test_select_refuses_sweeps_it_cannot_rank(tmp_path: Path) -> None:
     spec = _tiny_sweep(tmp_path / "one_seed", [0])
     with pytest.raises(ConfigError, match="no setting of .* has two finished trials"):
         select(spec.dir, num_points=64, progress=False)
+
+
+def _stage2_summary(root: Path, rows: list[tuple[str, float, int, float, float]], stage: str = "stage2") -> None:
+    """A stage-2 sweep summary: rows of (variant, learning rate, seed, source return, target return)."""
+    trials = [{"trial": f"{v},lr={lr},seed={s}", "status": "done",
+               "params": {"variant": v, "agent.variant": v, "agent.hparams.learning_rate": lr, "train.seed": s},
+               "run_dir": str(root / "trials" / f"{v}{lr}{s}"),
+               "result": {"reward/source": src, "reward/target": tgt}}
+              for v, lr, s, src, tgt in rows]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "summary.json").write_text(json.dumps({"stage": stage, "trials": trials}))
+
+
+def test_select_agents_reads_the_source_domain_only(tmp_path: Path) -> None:
+    from darla.select import AGENT_SELECTION_JSON, main, select_agents
+
+    root = tmp_path / "tuning"
+    _stage2_summary(root, [
+        # DARLA: lr 1e-3 has the best mean source return (10, 12 → 11); lr 3e-3 the best target, never chosen
+        ("DARLA", 1e-3, 0, 10.0, 0.0), ("DARLA", 1e-3, 1, 12.0, 0.0),
+        ("DARLA", 3e-3, 0, 13.0, 9.0), ("DARLA", 3e-3, 1, 5.0, 9.0),
+        # BASELINE: a tie on the source goes to the setting listed first
+        ("BASELINE", 3e-4, 0, 4.0, 0.0), ("BASELINE", 1e-3, 0, 4.0, 5.0),
+    ])
+    result = select_agents(root)
+    darla = result["variants"]["DARLA"]
+    assert darla["settings"] == {"agent.variant": "DARLA", "agent.hparams.learning_rate": 1e-3}
+    assert darla["mean_return"] == {"agent.variant=DARLA,agent.hparams.learning_rate=0.001": 11.0,
+                                    "agent.variant=DARLA,agent.hparams.learning_rate=0.003": 9.0}
+    assert result["variants"]["BASELINE"]["settings"]["agent.hparams.learning_rate"] == 3e-4
+    assert json.loads((root / AGENT_SELECTION_JSON).read_text()) == result
+    assert main(["--agents", str(root)]) == 0
+
+
+def test_select_agents_refuses_what_it_cannot_select(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from darla.select import main
+
+    assert main(["--agents", str(tmp_path / "none")]) == 2
+    assert "summary.json not found" in capsys.readouterr().err
+    _stage2_summary(tmp_path / "s1", [("DARLA", 1e-3, 0, 1.0, 0.0)], stage="stage1")
+    assert main(["--agents", str(tmp_path / "s1")]) == 2
+    assert "needs a stage-2 sweep" in capsys.readouterr().err
+    root = tmp_path / "unfinished"
+    _stage2_summary(root, [("DARLA", 1e-3, 0, 1.0, 0.0)])
+    summary = json.loads((root / "summary.json").read_text())
+    summary["trials"][0].update(status="incomplete", result={})
+    (root / "summary.json").write_text(json.dumps(summary))
+    assert main(["--agents", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no reward/source (incomplete)" in err

@@ -176,3 +176,29 @@ def test_pipeline_vision_only_stops_after_the_modules(tmp_path, capsys):
     assert (root / "frames.npz").is_file() and (root / "stage1" / "vae" / "stage1.json").is_file()
     assert not (root / "stage2").exists() and not (root / "transfer").exists()
     assert set(json.loads((root / "pipeline.json").read_text())["status"]) == {"frames", "stage1/vae"}
+
+
+def test_correlation_joins_each_modules_udr(tmp_path, monkeypatch):
+    import darla.report as report
+    import darla.transfer as transfer
+
+    # three vision modules, one agent each: target return rises with the metric and falls with UDR
+    modules = [tmp_path / f"vision{i}" for i in range(3)]
+    agents = [tmp_path / f"agent{i}" for i in range(3)]
+    for i, m in enumerate(modules):
+        m.mkdir()
+        (m / "metrics.json").write_text(json.dumps({"mig": {"scores": {"mig": 0.1 * (i + 1)}}}))
+        agents[i].mkdir()
+    vision_of = {str(a): str(m) for a, m in zip(agents, modules)}
+    monkeypatch.setattr(report, "_vision_run_of", lambda run: vision_of[str(run)])
+    monkeypatch.setattr(transfer, "evaluate_run", lambda run, episodes, seed: RunEvaluation(
+        str(run), "DARLA", "ppo", 0, "source", {"source": [9.0], "target": [float(str(run)[-1])]}))
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"models": [{"run_dir": str(m), "udr": 1.0 - 0.1 * i} for i, m in enumerate(modules)]}))
+    res = report.correlation([str(a) for a in agents], tmp_path / "out", udr=selection)
+    assert res["correlations"]["mig.mig"]["rho"] == pytest.approx(1.0)
+    assert res["correlations"]["udr"]["rho"] == pytest.approx(-1.0)
+    assert res["correlations"]["udr"]["scores"] == pytest.approx([1.0, 0.9, 0.8])
+    selection.write_text(json.dumps({"models": [{"run_dir": str(modules[0]), "udr": 1.0}]}))
+    with pytest.raises(ValueError, match=r"--udr: .* has no UDR for vision run .*vision1"):
+        report.correlation([str(a) for a in agents], tmp_path / "out", udr=selection)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from darla.config import ConfigError, Stage1Config, load_config
-from darla.sweep import SWEEP_PLAN, value_label
+from darla.sweep import SUMMARY_JSON, SWEEP_PLAN, value_label
 from vision.checkpoint import CHECKPOINT_NAME, file_sha256, load
 from vision.runtime import atomic_write_json, atomic_write_text, progress_bar, resolve_device
 
@@ -288,7 +288,7 @@ def select_agents(sweep_dir: str | Path, seed_keys: Sequence[str] | None = None)
     ``agent_selection.json`` / ``.md`` in the sweep directory; a trial without a result is a one-line error.
     """
     root = Path(sweep_dir)
-    summary_path = root / "summary.json"
+    summary_path = root / SUMMARY_JSON
     if not summary_path.exists():
         raise FileNotFoundError(f"--agents: {summary_path} not found; run the stage-2 sweep first (python -m darla.sweep)")
     summary = json.loads(summary_path.read_text())

@@ -448,3 +448,43 @@ def test_decoder_option_errors_name_the_key():
         ModelConfig(decoder="spatial")
     with pytest.raises(ValueError, match="model.decoder: 'broadcast' needs model.arch=conv64"):
         ModelConfig(decoder="broadcast", arch="mlp")
+
+
+def test_foreground_mask_marks_objects_by_area_not_contrast():
+    from vision.images import foreground_mask
+
+    x = torch.full((2, 3, 8, 8), 0.2)
+    x[0, :, 1:3, 1:3] = 0.25  # faint square: half the threshold away from the background
+    x[1, :, 4:7, 4:7] = 1.0  # bright square
+    m = foreground_mask(x, threshold=0.1)
+    assert m.shape == (2, 1, 8, 8)
+    assert torch.allclose(m[0, 0, 1:3, 1:3], torch.full((2, 2), 0.5))
+    assert torch.equal(m[1, 0, 4:7, 4:7], torch.ones(3, 3))  # clipped at 1, whatever the contrast
+    assert m[0].sum().item() == pytest.approx(2.0) and m[1].sum().item() == 9.0  # the background (the median colour) is 0
+    with pytest.raises(ValueError, match="foreground_threshold"):
+        foreground_mask(x, threshold=0.0)
+
+
+@pytest.mark.parametrize("family", ["dae", "beta_vae"])
+def test_foreground_target_adds_a_mask_channel_and_term(family):
+    x = torch.rand(4, 3, 64, 64)
+    shape = (3, 64, 64)
+    torch.manual_seed(0)
+    plain = build_model(_cfg(family), shape, N_DATA)
+    torch.manual_seed(0)
+    fg = build_model(_cfg(family, foreground_weight=2.0), shape, N_DATA)
+    z = torch.zeros(2, 4)
+    assert fg.decoder(z).shape == (2, 4, 64, 64) and fg.decode(z).shape == (2, 3, 64, 64)  # images stay RGB
+    assert fg.render(z).shape == (2, 3, 64, 64)
+    plain.eval(), fg.eval()
+    out = fg.loss(x)
+    assert "foreground" in out.terms and "foreground" not in plain.loss(x).terms
+    image_only = fg.reconstruction(x, fg.decode(fg.encode(x)[0])).mean()
+    assert torch.allclose(out.terms["recon"], image_only + 2.0 * out.terms["foreground"], rtol=1e-5)
+
+
+def test_foreground_target_errors_name_the_key():
+    with pytest.raises(ValueError, match="model.foreground_weight"):
+        ModelConfig(foreground_weight=-1.0)
+    with pytest.raises(ValueError, match="model.foreground_weight"):
+        ModelConfig(family="dc_ign", foreground_weight=1.0)

@@ -53,3 +53,19 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     """float NCHW tensor in [0, 1] -> uint8 NHWC numpy array (for image logging and files)."""
     x = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def foreground_mask(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Soft foreground mask (N, 1, H, W) in [0, 1] of images ``x`` (N, C, H, W) in [0, 1].
+
+    The background is each image's per-channel median colour (the colour most pixels share on a board with a few
+    sprites); a pixel's mask value is its largest channel distance from that colour divided by ``threshold``,
+    clipped to 1. Every object thus counts by its area alone, whatever its contrast with the background.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x: the foreground mask needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
+    if threshold <= 0:
+        raise ValueError(f"model.foreground_threshold: must be > 0, got {threshold}")
+    x = x.float()
+    background = x.flatten(2).median(dim=2).values[..., None, None]
+    return ((x - background).abs().amax(1, keepdim=True) / threshold).clamp(max=1.0)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 from torch import nn
 
+from vision.images import foreground_mask
 from vision.losses import LIKELIHOODS, gaussian_kl, reconstruction_loss
 from vision.nets import DECODERS, make_decoder, make_encoder
 
@@ -65,6 +66,11 @@ class ModelConfig:
     # β-VAE_DAE (DARLA): path to a trained DAE run directory or checkpoint, and the feature layer J.
     dae_checkpoint: str = ""
     dae_layer: str = "bottleneck"  # bottleneck | conv1..conv4 | fc | recon
+    # Foreground target: with foreground_weight > 0 the decoder also predicts each frame's foreground mask
+    # (vision.images.foreground_mask at foreground_threshold) in an extra channel, a Bernoulli term of that weight
+    # added to the reconstruction, so that a sprite costs its area whatever its colour contrast.
+    foreground_weight: float = 0.0
+    foreground_threshold: float = 0.1
     # DC-IGN (Kulkarni et al.): each factor with more than one value (or each one named in dcign_factors, in that
     # order) owns dcign_latents_per_factor consecutive latents; the remaining latents are the rest group, which
     # explains the factors not named (drawn in rest batches, dcign_rest_weight times as often as each factor's).
@@ -104,6 +110,13 @@ class ModelConfig:
             raise ValueError(f"model.dip_type: unknown {self.dip_type!r}; choose 'i' or 'ii'")
         if not 0 < self.mask_min <= self.mask_max <= 1:
             raise ValueError(f"model.mask_min/mask_max: need 0 < mask_min <= mask_max <= 1, got {self.mask_min}, {self.mask_max}")
+        if self.foreground_weight < 0:
+            raise ValueError(f"model.foreground_weight: must be >= 0, got {self.foreground_weight}")
+        if self.foreground_threshold <= 0:
+            raise ValueError(f"model.foreground_threshold: must be > 0, got {self.foreground_threshold}")
+        if self.foreground_weight > 0 and self.family in ("dc_ign", "infogan"):
+            raise ValueError(f"model.foreground_weight: {self.family} has its own objective; the foreground target "
+                             "applies to the autoencoder families only")
         if self.c_steps < 1:
             raise ValueError(f"model.c_steps: must be >= 1, got {self.c_steps}")
         if self.dcign_latents_per_factor < 1:
@@ -181,7 +194,9 @@ class VAEBase(nn.Module):
         self.dataset_size = int(dataset_size)  # N of the training set; TC estimators need it
         out = 2 * cfg.latent_dim if self.stochastic else cfg.latent_dim
         self.encoder = make_encoder(cfg.arch, self.input_shape, out, cfg.hidden)
-        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, self.input_shape, cfg.hidden, cfg.decoder,
+        # the foreground target adds one output channel after the image's
+        out_shape = (self.input_shape[0] + (cfg.foreground_weight > 0), *self.input_shape[1:])
+        self.decoder = make_decoder(cfg.arch, cfg.latent_dim, out_shape, cfg.hidden, cfg.decoder,
                                     cfg.decoder_channels, cfg.decoder_grid)
         # Per-latent mean and sd of μ over the training frames, fitted once training ends (fit_latent_stats).
         # Policies read standardised μ: a β-VAE's informative but low-variance latents (sd ~0.02 beside an
@@ -225,8 +240,8 @@ class VAEBase(nn.Module):
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, D) -> logits (N, C, H, W)."""
-        return self.decoder(z)
+        """z (N, D) -> image logits (N, C, H, W)."""
+        return self.decoder(z)[:, :self.input_shape[0]]
 
     def render(self, z: torch.Tensor) -> torch.Tensor:
         """The image in [0, 1] a person should see for latents z: the decoder's mean. Models whose decoder is not
@@ -262,13 +277,20 @@ class VAEBase(nn.Module):
         """Full objective on a batch: mean reconstruction + regularizer, with every term reported."""
         mu, logvar = self.encode(self.corrupt(x))
         z = self.sample(mu, logvar)
-        logits = self.decode(z)
-        recon = self.reconstruction(x, logits).mean()
+        out = self.decoder(z)
+        c = self.input_shape[0]
+        recon = self.reconstruction(x, out[:, :c]).mean()
+        fg_terms = {}
+        if self.cfg.foreground_weight > 0:
+            fg = reconstruction_loss(foreground_mask(x, self.cfg.foreground_threshold), out[:, c:], "bernoulli").mean()
+            fg_terms["foreground"] = fg.detach()
+            recon = recon + self.cfg.foreground_weight * fg
         # float32 whatever the autocast dtype: the KL is a small difference of large terms
         kl = gaussian_kl(mu.float(), logvar.float()) if self.stochastic else torch.zeros_like(mu, dtype=torch.float32)
         reg, terms = self.regularizer(mu, logvar, z, kl, step)
         kl_per_latent = kl.mean(0)
-        all_terms = {"recon": recon.detach(), "kl": kl_per_latent.sum().detach(), **{k: v.detach() for k, v in terms.items()}}
+        all_terms = {"recon": recon.detach(), "kl": kl_per_latent.sum().detach(), **fg_terms,
+                     **{k: v.detach() for k, v in terms.items()}}
         loss = recon + reg
         all_terms["loss"] = loss.detach()
         return LossOutput(loss=loss, terms=all_terms, kl_per_latent=kl_per_latent.detach(), z=z)

@@ -26,7 +26,6 @@ from vision.metrics import encoder_from_model, evaluate
 from vision.runtime import atomic_write_json
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="NAME=RUN_DIR")

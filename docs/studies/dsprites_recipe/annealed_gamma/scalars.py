@@ -1,0 +1,35 @@
+"""Dump stage-1 runs' reconstruction, KL and capacity curves (tensorboard) into one JSON.
+
+    python docs/studies/dsprites_recipe/annealed_gamma/scalars.py --out OUT.json NAME=RUN [NAME=RUN ...]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vision.runtime import atomic_write_json
+
+TAGS = ("loss/recon", "loss/kl", "loss/C")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="NAME=RUN_DIR")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = {}
+    for spec in args.runs:
+        name, run = spec.split("=", 1)
+        ea = EventAccumulator(str(Path(run) / "tb"))
+        ea.Reload()
+        tags = ea.Tags()["scalars"]
+        out[name] = {"run": run, **{t: [[e.step, round(e.value, 3)] for e in ea.Scalars(t)] for t in TAGS if t in tags}}
+        rec = out[name]["loss/recon"]
+        print(f"{name:>12}: last step {rec[-1][0]}, recon {rec[-1][1]:.1f}, KL {out[name]['loss/kl'][-1][1]:.2f}")
+    atomic_write_json(args.out, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -131,11 +131,13 @@ def spearman_with_ci(x: Sequence[float], y: Sequence[float], reps: int = 2000, s
 
 
 def correlation(run_dirs: Sequence[str | Path], out_dir: str | Path, metric_keys: Sequence[str] = (),
-                episodes: int = 20, udr: str | Path | None = None) -> dict[str, Any]:
+                episodes: int = 20, udr: str | Path | Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Relate the vision modules' metric scores to their agents' mean target-domain return.
 
-    ``udr``: a ``selection.json`` of ``python -m darla.select --sweep`` over the same modules; each module's UDR
-    joins its metric scores as ``udr`` (the unsupervised score a user without labels would select by).
+    ``udr``: the ``selection.json`` of ``python -m darla.select --sweep`` over the same modules, or one per sweep
+    when the modules come from several (UDR compares a model with the other seeds of its own setting, so
+    selections of different sweeps join without changing a value); each module's UDR joins its metric scores as
+    ``udr`` (the unsupervised score a user without labels would select by).
     """
     from darla.transfer import EVAL_SEED, evaluate_run
 
@@ -155,11 +157,14 @@ def correlation(run_dirs: Sequence[str | Path], out_dir: str | Path, metric_keys
             raise FileNotFoundError(f"runs: vision run {m} has no metrics.json (run python -m darla.metrics --run {m})")
         scores[m] = flatten_scores(json.loads(mpath.read_text()))
     if udr is not None:
-        by_run = {str(Path(x["run_dir"]).resolve()): x["udr"] for x in json.loads(Path(udr).read_text())["models"]}
+        selections = [udr] if isinstance(udr, (str, Path)) else list(udr)
+        by_run = {str(Path(x["run_dir"]).resolve()): x["udr"]
+                  for sel in selections for x in json.loads(Path(sel).read_text())["models"]}
         for m in modules:
             value = by_run.get(str(Path(m).resolve()))
             if value is None:
-                raise ValueError(f"--udr: {udr} has no UDR for vision run {m} (select over the sweep that trained it)")
+                named = ", ".join(str(sel) for sel in selections)
+                raise ValueError(f"--udr: {named} has no UDR for vision run {m} (select over the sweep that trained it)")
             if np.isfinite(value):
                 scores[m]["udr"] = float(value)
     keys = list(metric_keys) or sorted(set.intersection(*(set(s) for s in scores.values())))
@@ -406,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--metric", nargs="*", default=[], help="metric keys (default: every score all modules share)")
     c.add_argument("--episodes", type=int, default=20)
     c.add_argument("--out", default="runs/report")
-    c.add_argument("--udr", default=None, help="selection.json of darla.select over the modules: adds their UDR")
+    c.add_argument("--udr", nargs="+", default=None,
+                   help="selection.json of darla.select over the modules (one per sweep that trained them): adds their UDR")
     q = sub.add_parser("acquisition", help="KL per latent over a stage-1 run, labelled by factor (PNG + JSON)")
     q.add_argument("--run", required=True, help="stage-1 run directory")
     q.add_argument("--out", required=True, help="output PNG (the JSON is written beside it)")

@@ -199,6 +199,11 @@ def test_correlation_joins_each_modules_udr(tmp_path, monkeypatch):
     assert res["correlations"]["mig.mig"]["rho"] == pytest.approx(1.0)
     assert res["correlations"]["udr"]["rho"] == pytest.approx(-1.0)
     assert res["correlations"]["udr"]["scores"] == pytest.approx([1.0, 0.9, 0.8])
+    # modules from two sweeps: one selection each, joined by run directory
+    other = tmp_path / "selection_other.json"
     selection.write_text(json.dumps({"models": [{"run_dir": str(modules[0]), "udr": 1.0}]}))
+    other.write_text(json.dumps({"models": [{"run_dir": str(m), "udr": 1.0 - 0.1 * i} for i, m in enumerate(modules) if i]}))
+    res = report.correlation([str(a) for a in agents], tmp_path / "out", udr=[selection, other])
+    assert res["correlations"]["udr"]["scores"] == pytest.approx([1.0, 0.9, 0.8])
     with pytest.raises(ValueError, match=r"--udr: .* has no UDR for vision run .*vision1"):
         report.correlation([str(a) for a in agents], tmp_path / "out", udr=selection)

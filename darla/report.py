@@ -197,16 +197,23 @@ def correlation(run_dirs: Sequence[str | Path], out_dir: str | Path, metric_keys
 
 
 # ----- order of factor acquisition -----------------------------------------------------------------------------
-def kl_curves(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, KL per latent of shape (T, D)) from a stage-1 run's tensorboard ``kl_per_latent/z*`` scalars."""
+def tensorboard_scalars(run_dir: str | Path) -> dict[str, dict[int, float]]:
+    """Every scalar of a run's tensorboard log (``RUN_DIR/tb``), unsampled: {tag: {step: value}}. Where a resumed
+    run logged a step twice, the last write wins."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    tags = sorted((t for t in acc.Tags()["scalars"] if t.startswith("kl_per_latent/z")), key=lambda t: int(t[15:]))
+    return {t: {e.step: e.value for e in acc.Scalars(t)} for t in acc.Tags()["scalars"]}
+
+
+def kl_curves(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, KL per latent of shape (T, D)) from a stage-1 run's tensorboard ``kl_per_latent/z*`` scalars."""
+    scalars = tensorboard_scalars(run_dir)
+    tags = sorted((t for t in scalars if t.startswith("kl_per_latent/z")), key=lambda t: int(t[15:]))
     if not tags:
         raise ValueError(f"--run: {run_dir} has no kl_per_latent/z* scalars in its tensorboard log")
-    by_step = [{e.step: e.value for e in acc.Scalars(t)} for t in tags]  # last write of a step wins (resumes)
+    by_step = [scalars[t] for t in tags]
     steps = np.array(sorted(set().union(*by_step)))
     return steps, np.array([[c.get(int(s), np.nan) for c in by_step] for s in steps])
 

@@ -5,10 +5,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+from darla.report import tensorboard_scalars
 from vision.runtime import atomic_write_json
 
 TAGS = ("loss/recon", "loss/kl", "loss/C")
@@ -22,10 +20,9 @@ def main() -> None:
     out = {}
     for spec in args.runs:
         name, run = spec.split("=", 1)
-        ea = EventAccumulator(str(Path(run) / "tb"))
-        ea.Reload()
-        tags = ea.Tags()["scalars"]
-        out[name] = {"run": run, **{t: [[e.step, round(e.value, 3)] for e in ea.Scalars(t)] for t in TAGS if t in tags}}
+        scalars = tensorboard_scalars(run)
+        out[name] = {"run": run, **{t: [[step, round(v, 3)] for step, v in sorted(scalars[t].items())]
+                                    for t in TAGS if t in scalars}}
         rec = out[name]["loss/recon"]
         print(f"{name:>12}: last step {rec[-1][0]}, recon {rec[-1][1]:.1f}, KL {out[name]['loss/kl'][-1][1]:.2f}")
     atomic_write_json(args.out, out)

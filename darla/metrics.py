@@ -95,11 +95,14 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
                           weight_factors: list[str] | None = None, env_kwargs: dict[str, Any] | None = None,
                           ) -> dict[str, Any]:
     """Domain invariance of ``model``'s posterior means on ``env_id``: the same scenes rendered in the source and
-    in every other named domain of the env (:mod:`vision.metrics.domain_invariance`).
+    in every other named domain of the env (:mod:`vision.metrics.domain_invariance`). ``model`` is a vision
+    model or an ``EncodeFn`` (images -> (codes, log-variances or None)), e.g. for a representation that is not
+    a trained model.
 
     Scenes are drawn from the source domain; a target rendering keeps every state factor and redraws the visual
-    factors from the target's values. Latents are weighted by their information about ``weight_factors``
-    (default: every state factor, i.e. where things are).
+    factors from the target's values. Latents are weighted by their information about ``weight_factors``, any of
+    the env's factors or view factors (default: the view factors, where things are as a frame shows them:
+    :meth:`envs.core.FactorEnv.view_factors`).
     """
     import numpy as np
 
@@ -113,7 +116,9 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
     visual = list(space.visual)
     rng = np.random.default_rng(seed)
     scenes = resolve_domain(space, env.DOMAINS, "source").sample(num_scenes, rng)
-    encode = encoder_from_model(model)
+    import torch
+
+    encode = encoder_from_model(model) if isinstance(model, torch.nn.Module) else model
     source = encode(env.render_factors(scenes))[0]
     targets = {}
     for name in env.DOMAINS:
@@ -122,8 +127,10 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
         moved = scenes.copy()
         moved[:, visual] = resolve_domain(space, env.DOMAINS, name).sample(num_scenes, rng)[:, visual]
         targets[name] = encode(env.render_factors(moved))[0]
-    weights = weight_factors or [n for i, n in enumerate(space.names) if i not in visual]
-    result = compute_domain_invariance(source, targets, scenes, space.names, weights)
+    view = env.view_factors(scenes)
+    extra = [n for n in view if n not in space.names]  # by default the view factors are the state factors
+    factors = np.concatenate([scenes, *(view[n][:, None] for n in extra)], axis=1)
+    result = compute_domain_invariance(source, targets, factors, [*space.names, *extra], weight_factors or list(view))
     result["params"].update(env_id=env_id, seed=seed)
     return result
 

@@ -335,6 +335,24 @@ class FactorEnv(gym.Env[np.ndarray, Any], abc.ABC):
         """``info["factors"]`` (name -> index) as an int64 vector in factor order."""
         return self.factor_space.vector(factors)
 
+    def view_factors(self, factors: np.ndarray) -> dict[str, np.ndarray]:
+        """Where things are, as a frame shows it: name -> (n,) int64 ordinal bins for factor rows (n, K).
+
+        The default is the state factors themselves, right for a view from above (Sprites, Reacher). A
+        first-person env overrides it with what its view determines (bearings and distances from the agent): its
+        absolute state is not a function of the frame, so a code cannot be asked to carry it. Used to weight
+        domain invariance and to score how much of "where" a code holds; not for metrics that fix one factor and
+        resample the rest (view factors are functions of the state, not independent of it).
+        """
+        f = self.factor_space.check(np.atleast_2d(factors))
+        return {n: f[:, self.factor_space.index(n)].copy() for n in self.view_sizes}
+
+    @property
+    def view_sizes(self) -> dict[str, int]:
+        """Name -> number of bins of each view factor (:meth:`view_factors`), in order."""
+        space = self.factor_space
+        return {n: space.sizes[k] for k, n in enumerate(space.names) if k not in set(space.visual)}
+
     def scripted_policy(self) -> Callable[[np.ndarray, dict], Any]:
         """A non-learned reference policy ``(obs, info) -> action`` that reads ``info`` (never pixels)."""
         raise TypeError(f"{type(self).__name__} defines no scripted policy")
@@ -399,6 +417,39 @@ class SceneData:
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         return self.env.render_factors(factors)
+
+
+class ViewSceneData(SceneData):
+    """:class:`SceneData` whose factors are the env's factors followed by its view factors
+    (:meth:`FactorEnv.view_factors`): what a code is scored against on a first-person env.
+
+    For metrics that score codes against sampled factors (MIG, DCI, SAP, modularity), not for those that fix one
+    factor and resample the others: view factors are functions of the state.
+    """
+
+    def __init__(self, env: FactorEnv, domain: DomainSpec = "all"):
+        super().__init__(env, domain)
+        space = env.factor_space
+        self._k = len(space)
+        self._extra = [n for n in env.view_sizes if n not in space.names]  # by default they are the state factors
+        self._names = tuple(space.names) + tuple(self._extra)
+        self._sizes = tuple(space.sizes) + tuple(env.view_sizes[n] for n in self._extra)
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def factor_sizes(self) -> tuple[int, ...]:
+        return self._sizes
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        full = self.domain.sample(n, rng)
+        view = self.env.view_factors(full)
+        return np.concatenate([full, *(view[name][:, None] for name in self._extra)], axis=1)
+
+    def render(self, factors: np.ndarray) -> np.ndarray:
+        return self.env.render_factors(np.asarray(factors)[:, :self._k])
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -49,6 +49,9 @@ OBJECT_COLOURS = ("red", "yellow", "blue", "white", "lime", "magenta", "orange",
 #: Lighting: an RGB gain (normal, dimmer; dark and bluish, bright and warm).
 LIGHTING = ((1.0, 1.0, 1.0), (0.82, 0.82, 0.82), (0.45, 0.5, 0.62), (1.3, 1.15, 0.88))
 LIGHTING_LABELS = ("normal", "dim", "dark_blue", "bright_warm")
+#: View factors' bin edges: bearings in degrees across the 70° field of view, distances in world units.
+VIEW_BEARINGS = (-35.0, -25.0, -15.0, -5.0, 5.0, 15.0, 25.0, 35.0)
+VIEW_DISTANCES = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 FOG = 0.12  # brightness falls off as 1 / (1 + FOG * distance): depth stays visible on flat colours
@@ -126,6 +129,46 @@ class PickupEnv(FactorEnv):
             factors += [bin_factor(f"object{i}_x", OBJECT_LOW, OBJECT_HIGH, OBJECT_BINS),
                         bin_factor(f"object{i}_y", OBJECT_LOW, OBJECT_HIGH, OBJECT_BINS)]
         return factors
+
+    @property
+    def view_sizes(self) -> dict[str, int]:
+        """The view factors' bins: bearing (screen order; the outer two mean none in view, the nearest being to
+        that side) and distance (the last bin: 5 units or more, or none in view) of the nearest ball in view and of
+        the nearest pyramid in view, and the distance to the wall straight ahead."""
+        sizes = {"ball_bearing": len(VIEW_BEARINGS) + 1, "ball_distance": len(VIEW_DISTANCES) + 1}
+        if self.n_bad:
+            sizes.update(pyramid_bearing=len(VIEW_BEARINGS) + 1, pyramid_distance=len(VIEW_DISTANCES) + 1)
+        sizes["wall_distance"] = len(VIEW_DISTANCES) + 1
+        return sizes
+
+    def view_factors(self, factors: np.ndarray) -> dict[str, np.ndarray]:
+        """Where things are relative to the agent, which is what a first-person frame shows (its absolute
+        position and heading it does not determine: the room looks the same from its four sides)."""
+        f = self.factor_space.check(np.atleast_2d(factors))
+        pos = np.asarray(self._centres_list)[f[:, self._k_agent]]  # (n, 2)
+        h = f[:, self._k_heading]
+        fwd, right = self._fwd[h], self._right[h]
+        rel = self._object_centres[f[:, self._k_obj]] - pos[:, None, :]  # (n, objects, 2)
+        depth, lateral = (rel * fwd[:, None]).sum(-1), (rel * right[:, None]).sum(-1)
+        bearing = np.degrees(np.arctan2(lateral, depth))  # positive: right of the view's centre
+        dist = np.hypot(depth, lateral)
+        rows = np.arange(len(f))
+        out: dict[str, np.ndarray] = {}
+        visible = (np.abs(bearing) < VIEW_BEARINGS[-1]) & (depth > 0.15)
+        for name, cls in (("ball", self._good), ("pyramid", ~self._good)):
+            if not cls.any():
+                continue
+            # the nearest one in view; with none in view, the nearest (its bearing then says only "off-screen")
+            seen = visible & cls
+            cost = np.where(seen, dist, np.where(cls, dist + 1e6, np.inf))
+            pick = np.argmin(cost, axis=1)
+            out[f"{name}_bearing"] = np.digitize(bearing[rows, pick], VIEW_BEARINGS)
+            out[f"{name}_distance"] = np.where(seen.any(1), np.digitize(dist[rows, pick], VIEW_DISTANCES),
+                                               len(VIEW_DISTANCES))  # none in view: the "beyond 5 units" bin
+        with np.errstate(divide="ignore"):
+            ahead = np.where(fwd > 1e-9, (ROOM - pos) / fwd, np.where(fwd < -1e-9, -pos / fwd, np.inf)).min(1)
+        out["wall_distance"] = np.digitize(ahead, VIEW_DISTANCES)
+        return {k: v.astype(np.int64) for k, v in out.items()}
 
     def scripted_policy(self) -> "PickupScripted":
         return PickupScripted(self)

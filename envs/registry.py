@@ -10,7 +10,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
-from envs.core import DomainSpec, FactorEnv, SceneData
+from envs.core import DomainSpec, FactorEnv, SceneData, ViewSceneData
 
 #: id -> (entry point, registered kwargs). Episode lengths come from each class's ``EPISODE_STEPS``.
 _SPECS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -64,9 +64,10 @@ def make_factor_env(env_id: str, domain: DomainSpec = "source", **env_kwargs: An
     return env
 
 
-def scene_data(env_id: str, domain: DomainSpec = "all", **env_kwargs: Any) -> SceneData:
-    """The environment's scene as ground-truth data (the ``GroundTruthData`` protocol) over ``domain``."""
-    return SceneData(make_factor_env(env_id, **env_kwargs), domain)
+def scene_data(env_id: str, domain: DomainSpec = "all", view: bool = False, **env_kwargs: Any) -> SceneData:
+    """The environment's scene as ground-truth data (the ``GroundTruthData`` protocol) over ``domain``; with
+    ``view``, its factors followed by its view factors (:class:`envs.core.ViewSceneData`)."""
+    return (ViewSceneData if view else SceneData)(make_factor_env(env_id, **env_kwargs), domain)
 
 
 def scripted_policy(env_id: str, **env_kwargs: Any) -> Callable[[Any, dict], Any]:

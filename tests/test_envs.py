@@ -294,3 +294,38 @@ def test_held_out_combinations_domain_sees_every_target_value_never_a_target_sce
     state = [k for k in range(len(space)) if k not in space.visual]
     a, b = env.reset(seed=7)[1]["factors"], plain.reset(seed=7)[1]["factors"]
     assert [a[space.names[k]] for k in state] == [b[space.names[k]] for k in state]
+
+
+@pytest.mark.parametrize("env_id", FACTOR_ENVS)
+def test_view_scene_data_appends_view_factors(env_id):
+    data = envs.scene_data(env_id, domain="source", view=True)
+    env = data.env
+    f = data.sample_factors(32, np.random.default_rng(0))
+    k = len(env.factor_space)
+    assert f.shape == (32, len(data.factor_names)) and data.factor_names[:k] == env.factor_space.names
+    np.testing.assert_array_equal(data.render(f[:3]), env.render_factors(f[:3, :k]))
+    view = env.view_factors(f[:, :k])
+    for name, size in env.view_sizes.items():
+        col = f[:, data.factor_names.index(name)]
+        np.testing.assert_array_equal(col, view[name])
+        assert col.min() >= 0 and col.max() < size
+    if env_id != "darla/Pickup-v0":  # views from above: where things are is the state itself, not repeated
+        assert len(data.factor_names) == k
+
+
+def test_pickup_view_factors_follow_the_frame():
+    env = envs.make_factor_env("darla/Pickup-v0", "source", n_good=1, n_bad=0)
+    space = env.factor_space
+    f = np.zeros(len(space), dtype=np.int64)
+    f[space.index("agent_x")], f[space.index("agent_y")], f[space.index("heading")] = 11, 11, 0  # (2.875, 2.875), facing +x
+    ahead_right, behind = f.copy(), f.copy()
+    ahead_right[[space.index("object0_x"), space.index("object0_y")]] = 7, 3  # (4.25, 2.25): 1.4 ahead, 0.6 right
+    behind[[space.index("object0_x"), space.index("object0_y")]] = 1, 5
+    view = env.view_factors(np.stack([ahead_right, behind]))
+    assert view["ball_bearing"][0] in (5, 6, 7)  # right of the view's centre, inside the 70° view
+    assert view["ball_bearing"][1] in (0, 8) and view["ball_distance"][1] == 5  # none in view
+    assert view["ball_distance"][0] == 1  # 1.5 units away
+    assert (view["wall_distance"] == 3).all()  # 3.1 units to the wall ahead
+    # the ball's pixels are where its bearing says: right of the centre column
+    cols = np.flatnonzero((env.render_factors(ahead_right[None]) != env.render_factors(behind[None]))[0].any((0, 2)))
+    assert len(cols) and cols.min() >= 32

@@ -463,6 +463,7 @@ def test_probe_r2_reads_linear_position_and_not_noise():
     linear = f @ np.array([[1.0, 0.5], [-0.3, 2.0]]) + 0.01 * rng.normal(size=f.shape)
     assert probe_r2(linear, f) > 0.99
     assert abs(probe_r2(rng.normal(size=(2000, 4)), f)) < 0.02
+    assert probe_r2(linear, f[:, :1]) > 0.99  # one factor column: (n, 1) against sklearn's (n,) prediction
     # Reported beside invariance: a code that ignores the image is invariant and holds no position.
     blank = np.zeros((2000, 3))
     r = compute_domain_invariance(blank, {"t": blank}, f, ("posX", "posY"), ("posX", "posY"))

@@ -53,3 +53,23 @@ def test_cli_domain_invariance_on_an_env_that_renders_from_factors(tmp_path, cap
     per = r["details"]["per_target"]["target"]["per_latent"]
     assert len(per) == 4 and all(0.0 <= v <= 1.0 for v in per)
     assert 0.0 <= r["scores"]["domain_invariance"] <= 1.0
+
+
+def test_domain_invariance_on_a_first_person_env_weights_by_its_view_factors():
+    """Pickup's frames do not determine the agent's absolute position; latents are weighted by what they do show."""
+    from darla.metrics import env_domain_invariance
+    from envs import make_factor_env
+
+    view = list(make_factor_env("darla/Pickup-v0").view_sizes)
+    rng = np.random.default_rng(0)
+    proj = rng.normal(size=(64 * 64 * 3, 3)).astype(np.float32)
+
+    def encode(images):  # an EncodeFn that is not a model: a fixed random projection of the pixels
+        return images.reshape(len(images), -1).astype(np.float32) / 255.0 @ proj, None
+
+    r = env_domain_invariance(encode, "darla/Pickup-v0", num_scenes=200)
+    assert r["params"]["weight_factors"] == view and "ball_bearing" in view and "agent_x" not in view
+    assert set(r["details"]["per_target"]) == {"target", "target_light"}
+    assert 0.0 <= r["scores"]["domain_invariance"] <= 1.0
+    picked = env_domain_invariance(encode, "darla/Pickup-v0", num_scenes=200, weight_factors=["agent_x"])
+    assert picked["params"]["weight_factors"] == ["agent_x"]

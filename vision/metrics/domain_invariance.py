@@ -62,7 +62,8 @@ def probe_r2(codes: np.ndarray, factors: np.ndarray) -> float:
     half = len(x) // 2
     mu, sd = x[:half].mean(0), x[:half].std(0)
     x = (x - mu) / np.where(sd > CONSTANT_STD, sd, 1.0)
-    pred = Ridge(alpha=1e-3).fit(x[:half], y[:half]).predict(x[half:])
+    # reshaped: for a single factor column sklearn returns (n,), which would broadcast against (n, 1)
+    pred = Ridge(alpha=1e-3).fit(x[:half], y[:half]).predict(x[half:]).reshape(y[half:].shape)
     resid = ((y[half:] - pred) ** 2).sum(0)
     total = ((y[half:] - y[half:].mean(0)) ** 2).sum(0)
     keep = total > 0

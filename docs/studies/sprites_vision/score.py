@@ -2,13 +2,16 @@
 
     python docs/studies/sprites_vision/score.py --env-kwargs '{grid: 4}' --out docs/studies/sprites_vision/scores.json \
         NAME=RUN [NAME=RUN ...]
-    python docs/studies/sprites_vision/score.py --env darla/Pickup-v0 --out OUT NAME=RUN ...
+    python docs/studies/sprites_vision/score.py --env darla/Pickup-v0 --out OUT NAME=RUN ... pixels=pca:64
 
-For each stage-1 run, against the env's own factors (``envs.scene_data``, every domain's values): MIG and DCI
-disentanglement (LightGBM backend); then domain invariance between the source and the target rendering of the
-same 2,000 scenes, weighted by the latents' information about the positions, with the linear-probe R² of the
-positions from the source codes beside it (``darla.metrics.env_domain_invariance``). "Positions" are the env's
-state factors (where things are); "position accuracy" is the mean of the DCI predictors' held-out accuracy on them.
+For each stage-1 run (or ``pca:K``, the top K principal components of 5,000 source frames: what a linear read-out
+of the pixels holds), against the env's own factors followed by its view factors (``envs.scene_data(view=True)``,
+every domain's values): MIG and DCI disentanglement (LightGBM backend); then domain invariance between the source
+and the target rendering of the same 2,000 scenes, weighted by the latents' information about the positions,
+with the linear-probe R² of the positions from the source codes beside it (``darla.metrics.env_domain_invariance``).
+"Positions" are the env's view factors (where things are, as a frame shows them: the state factors on Sprites,
+bearings and distances from the agent on first-person Pickup); "position accuracy" is the mean of the DCI
+predictors' held-out accuracy on them.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import vision
 from darla.metrics import env_domain_invariance
 from envs import scene_data
 from vision.metrics import encoder_from_model, evaluate
+from vision.metrics.baselines import pca
 from vision.runtime import atomic_write_json
 
 
@@ -36,19 +40,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     kwargs = yaml.safe_load(args.env_kwargs) or {}
-    data = scene_data(args.env, domain="all", **kwargs)
+    data = scene_data(args.env, domain="all", view=True, **kwargs)
     rows = []
     for spec in args.runs:
         name, run = spec.split("=", 1)
         t0 = time.perf_counter()
-        model = vision.load(run, "cpu")
-        suite = evaluate(data, encoder_from_model(model), names=["mig", "dci"], num_points=args.num_points,
-                         seed=0, progress=False)
+        if run.startswith("pca:"):
+            encode, family = pca(scene_data(args.env, domain="source", **kwargs), int(run[4:])), "pca"
+        else:
+            model = vision.load(run, "cpu")
+            encode, family = encoder_from_model(model), model.family
+        suite = evaluate(data, encode, names=["mig", "dci"], num_points=args.num_points, seed=0, progress=False)
         # the DCI predictors' held-out accuracy per factor: how well a non-linear read-out finds each one
-        acc = dict(zip(data.factor_names, suite["dci"]["details"]["informativeness_test_per_factor"]))
-        inv = env_domain_invariance(model, args.env, seed=0, env_kwargs=kwargs)
-        positions = inv["params"]["weight_factors"]  # the env's state factors
-        rows.append({"name": name, "run": run, "family": model.family,
+        kept = suite["dci"]["details"]["factor_names"]  # constant factors are dropped
+        acc = dict(zip(kept, suite["dci"]["details"]["informativeness_test_per_factor"]))
+        inv = env_domain_invariance(encode, args.env, seed=0, env_kwargs=kwargs)
+        positions = inv["params"]["weight_factors"]  # the env's view factors
+        rows.append({"name": name, "run": run, "family": family,
                      "mig": suite["mig"]["scores"]["mig"],
                      "dci_disentanglement": suite["dci"]["scores"]["disentanglement"],
                      "domain_invariance": inv["scores"]["domain_invariance"],

@@ -275,6 +275,16 @@ def markdown(rows: list[dict[str, Any]], summary: list[dict[str, Any]], command:
     return "\n".join(lines)
 
 
+PROSE_MARKER = "<!-- Written by hand from here on: bench/metric_table.py keeps it when it rewrites the tables. -->"
+
+
+def kept_prose(path: Path) -> str:
+    """The hand-written part of an earlier table document (from :data:`PROSE_MARKER` on), or ""."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(PROSE_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=[], help="stage-1 run directories (any families and seeds)")
@@ -336,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = family_summary(rows)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
-    atomic_write_text(out, markdown(rows, summary, command, num_points, args.seed, args.quick))
+    atomic_write_text(out, markdown(rows, summary, command, num_points, args.seed, args.quick) + kept_prose(out))
     atomic_write_json(out.with_suffix(".json"), {"command": command, "num_points": num_points, "seed": args.seed,
                                                  "git": git_sha(), "summary": summary, "rows": rows})
     print(f"wrote {out} and {out.with_suffix('.json')}")

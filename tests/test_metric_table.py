@@ -64,3 +64,14 @@ def test_carry_names_a_file_that_is_not_a_table(table, tmp_path, capsys):
     with pytest.raises(SystemExit):
         table.main(["--quick", "--carry", str(bad), "--out", str(tmp_path / "t.md")])
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_rewriting_the_table_keeps_the_hand_written_part(table, tmp_path):
+    doc = tmp_path / "metrics.md"
+    assert table.kept_prose(doc) == ""  # no earlier document
+    doc.write_text("# old tables\n| a |\n")
+    assert table.kept_prose(doc) == ""  # no marker: nothing is kept
+    doc.write_text(f"# old tables\n| a |\n\n{table.PROSE_MARKER}\n\n## How the runs were made\ntext\n")
+    kept = table.kept_prose(doc)
+    assert kept.startswith("\n" + table.PROSE_MARKER) and kept.endswith("## How the runs were made\ntext\n")
+    assert "old tables" not in kept

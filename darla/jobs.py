@@ -73,6 +73,8 @@ class Job:
     # A rough estimate of the job's duration (any unit, the same for every job of a run). It only orders the jobs
     # ready to start: the one heading the longest chain of work still to do goes first.
     cost: float = 1.0
+    # The stage config a stage job runs (its ``run.dir`` is where the job writes); None for other jobs.
+    config: Any = None
 
     def command(self) -> str:
         """The job's command line, to rerun it by hand."""

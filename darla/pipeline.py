@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config, to_yaml
+from omegaconf import OmegaConf
+
+from darla.config import ConfigError, Stage1Config, Stage2Config, apply_overrides, load_config, to_dict, to_yaml
 from darla.jobs import (Job, JobError, MissingRayError, Runner, add_runner_arguments, echo_line, raise_for_failures,
                         run_jobs, runner_from_args)
-from darla.runs import JOBS_DIR, LOGS_DIR, STAGES, prepare_run_dir, stage_job
+from darla.runs import JOBS_DIR, LOGS_DIR, STAGES, config_differences, prepare_run_dir, stage_job
 from vision.runtime import atomic_write_json, atomic_write_text
 
 FRAMES = "frames.npz"  # the stage-1 frames every vision module trains on
+REPLACED_DIR = "replaced"  # where --replace-changed moves the output of jobs whose settings changed
 # Rough seconds on one CPU core (the quickstart's jobs, measured): a stage-1 step, an env step of an agent on
 # latents and of one on pixels, an evaluation episode. They only order the jobs ready to start, longest chain first.
 STAGE1_STEP, LATENT_STEP, PIXEL_STEP, EPISODE = 0.1, 0.0007, 0.0016, 0.15
@@ -154,6 +158,65 @@ def _module_ref(override: str, module_dirs: dict[str, Path], current: str) -> tu
     return override, ""
 
 
+def _job_output(job: Job, root: Path) -> Path | None:
+    """Where a job of the plan leaves a result that later runs reuse: the frames file or a stage's run directory."""
+    if job.name == "frames":
+        return root / FRAMES
+    # the transfer table is remade on every run, so it never needs replacing
+    return Path(job.config.run.dir) if job.config is not None else None
+
+
+def _changed(job: Job, cfg: PipelineConfig, root: Path) -> bool:
+    """Whether ``job``'s existing output was made with other settings than the study's config asks for now."""
+    if job.name == "frames":
+        saved = root / JOBS_DIR / "frames.yaml"
+        old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)["stage1"]["data"] if saved.exists() else None
+        return old is not None and bool(config_differences(old, to_dict(cfg.stage1.data)))  # type: ignore[arg-type]
+    if job.config is None:
+        return False
+    saved = Path(job.config.run.dir) / "config.yaml"
+    if not saved.exists():  # a directory without a config holds no run to compare
+        return False
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    return bool(config_differences(old, to_dict(job.config),  # type: ignore[arg-type]
+                                   ignore=STAGES[job.name.split("/")[0]].resumable))
+
+
+def stale_jobs(cfg: PipelineConfig, jobs: list[Job]) -> list[Job]:
+    """The jobs of ``plan(cfg)`` whose existing output no longer belongs to the study: made with settings the config
+    has since changed, or downstream of a job that is stale or will run again (a retrained vision module makes
+    every agent on it, and the transfer table, stale)."""
+    root = Path(cfg.pipeline.dir)
+    stale: set[str] = set()
+    rerun: set[str] = set()  # jobs whose output is missing: they will run, so what was made from them is stale
+    for job in jobs:  # plan order: a job comes after every job it waits for
+        out = _job_output(job, root)
+        if out is None or not out.exists():
+            rerun.add(job.name)
+        elif any(a in stale or a in rerun for a in job.after) or _changed(job, cfg, root):
+            stale.add(job.name)
+    return [j for j in jobs if j.name in stale]
+
+
+def replace_stale(cfg: PipelineConfig, jobs: list[Job], echo: Callable[[str], None] | None = echo_line) -> Path | None:
+    """Move the output of every stale job (:func:`stale_jobs`) to ``pipeline.dir/replaced/<UTC time>/``, keeping
+    its path below the study's directory, so that the study reruns them; returns that directory (None: none)."""
+    root = Path(cfg.pipeline.dir)
+    stale = stale_jobs(cfg, jobs)
+    if not stale:
+        return None
+    dest = root / REPLACED_DIR / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for job in stale:
+        out = _job_output(job, root)
+        assert out is not None  # stale jobs have an output
+        target = dest / out.resolve().relative_to(root.resolve())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(out), str(target))
+        if echo:
+            echo(f"replaced {job.name}: its earlier output is in {target}")
+    return dest
+
+
 def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
     from darla.stage1 import collect_store
 
@@ -161,25 +224,39 @@ def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
 
 
 def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None,
-        echo: Callable[[str], None] | None = echo_line, vision_only: bool = False) -> dict[str, Any]:
+        echo: Callable[[str], None] | None = echo_line, vision_only: bool = False,
+        replace_changed: bool = False) -> dict[str, Any]:
     """Run every unfinished job of the plan, independent ones side by side (``runner``: local subprocesses
     sized to the cores by default, or Ray); returns the transfer result.
 
     ``vision_only`` runs the frames and the vision modules and stops there (returns ``{}``): what a hyper-parameter
     sweep of the agents on the study's own vision (``configs/sweeps/sprites_tuning.yaml``) needs first.
 
+    ``replace_changed`` first moves aside the output of every job whose settings changed since it ran, and of
+    everything downstream of it (:func:`replace_stale`), so that a study whose vision changed reruns that module
+    and the agents on it and keeps every other finished job.
+
     ``progress`` shows the stages' progress in their logs; ``echo`` gets one line per job start and end. Writes
     ``pipeline.json`` (each job's status and seconds, 0 for a job finished earlier). A failed job raises a
     one-line :class:`JobError` after the jobs that do not need it have run.
     """
     jobs = plan(cfg, progress)  # a bad plan is refused before the study's directory is written
+    if replace_changed:
+        # judged on the whole plan: a --vision-only run that retrains a module still retires the agents on it
+        replace_stale(cfg, jobs, echo)
     if vision_only:
         jobs = [j for j in jobs if j.name == "frames" or j.name.startswith("stage1/")]
-    root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
-                              # agents' settings may be filled in after a --vision-only run (each stage-2
-                              # run directory still refuses a changed config of its own)
-                              ignore=("transfer.", "stage2.train.total_timesteps", "stage1.train.steps", "stage1.eval.",
-                                      "agents."))
+    try:
+        root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
+                                  # agents' settings may be filled in after a --vision-only run (each stage-2
+                                  # run directory still refuses a changed config of its own); with
+                                  # replace_changed, whatever changed has just been moved aside
+                                  ignore=("",) if replace_changed else (
+                                      "transfer.", "stage2.train.total_timesteps", "stage1.train.steps",
+                                      "stage1.eval.", "agents."))
+    except ConfigError as e:
+        raise ConfigError(f"{e}, or pass --replace-changed to rerun what changed and everything downstream of it "
+                          f"(the earlier runs are moved to {Path(cfg.pipeline.dir) / REPLACED_DIR})") from None
     t0 = time.perf_counter()
     results = run_jobs(jobs, runner, echo=echo, label=f"pipeline {root}")
     atomic_write_json(root / "pipeline.json", {
@@ -201,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the jobs, what each waits for and its status; run nothing")
     p.add_argument("--collect-frames", metavar="PATH", help=argparse.SUPPRESS)  # the plan's `frames` job
     p.add_argument("--vision-only", action="store_true", help="run the frames and the vision modules only")
+    p.add_argument("--replace-changed", action="store_true",
+                   help="rerun the jobs whose settings changed and everything downstream of them; their earlier "
+                        "output is moved to pipeline.dir/replaced/<time>/")
     add_runner_arguments(p)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pipeline.seeds=[0,1]")
     a = p.parse_args(argv)
@@ -215,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'finished' if job.done() else 'pending':9s} {job.name}{waits}\n          {job.command()}")
             return 0
         t0 = time.perf_counter()
-        run(cfg, progress=not a.no_progress, runner=runner_from_args(a), vision_only=a.vision_only)
+        run(cfg, progress=not a.no_progress, runner=runner_from_args(a), vision_only=a.vision_only,
+            replace_changed=a.replace_changed)
     except (ConfigError, ValueError, FileNotFoundError, MissingRayError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -165,7 +165,8 @@ class Stage:
     ``module`` runs as ``python -m <module> --config YAML [--no-progress]`` (the stage CLIs' shared command line,
     :func:`stage_cli`); ``summary_file`` is the JSON the stage writes into its run directory when a run ends;
     ``is_done(cfg, summary)`` says whether that summary shows the run reached the length ``cfg`` asks for;
-    ``row(summary, run_dir)`` gives the scalar columns of a sweep table.
+    ``row(summary, run_dir)`` gives the scalar columns of a sweep table; ``resumable`` are the config keys (dotted
+    prefixes) a run may change when it is resumed (a longer run, another machine).
     """
 
     name: str
@@ -174,6 +175,7 @@ class Stage:
     summary_file: str
     is_done: Callable[[Any, dict[str, Any]], bool]
     row: Callable[[dict[str, Any], Path], dict[str, Any]]
+    resumable: tuple[str, ...] = ("run.",)
 
 
 def _stage1_done(cfg: Stage1Config, summary: dict[str, Any]) -> bool:
@@ -210,8 +212,11 @@ def _stage2_row(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 STAGES: dict[str, Stage] = {
-    "stage1": Stage("stage1", Stage1Config, "darla.stage1", "stage1.json", _stage1_done, _stage1_row),
-    "stage2": Stage("stage2", Stage2Config, "darla.stage2", "stage2.json", _stage2_done, _stage2_row),
+    "stage1": Stage("stage1", Stage1Config, "darla.stage1", "stage1.json", _stage1_done, _stage1_row,
+                    resumable=("run.", "train.steps", "eval.")),
+    "stage2": Stage("stage2", Stage2Config, "darla.stage2", "stage2.json", _stage2_done, _stage2_row,
+                    resumable=("run.", "train.total_timesteps", "train.device", "train.num_threads",
+                               "train.ckpt_every", "train.save_replay_buffer")),
 }
 
 
@@ -245,4 +250,5 @@ def stage_job(stage: Stage, name: str, cfg: Any, workdir: Path, after: Sequence[
     argv = ("-m", stage.module, "--config", str(config_path), *(() if progress else ("--no-progress",)))
     return Job(name, argv, Path(workdir) / LOGS_DIR / f"{name}.log", after=tuple(after),
                done=lambda: finished_summary(stage, cfg, Path(cfg.run.dir)) is not None,
-               prepare=lambda: atomic_write_text(config_path, to_yaml(cfg)), cpus=cpus, gpus=gpus, cost=cost)
+               prepare=lambda: atomic_write_text(config_path, to_yaml(cfg)), cpus=cpus, gpus=gpus, cost=cost,
+               config=cfg)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from darla.config import ConfigError, DataConfig, Stage1Config, to_dict
-from darla.runs import import_env_modules, prepare_run_dir, stage_cli, undo_failed_start
+from darla.runs import STAGES, import_env_modules, prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CHECKPOINT_NAME
 from vision.data.dsprites import DSprites
 from vision.data.frames import FrameStore, load_image_folder
@@ -155,7 +155,7 @@ def run(cfg: Stage1Config, progress: bool = True) -> dict[str, Any]:
     # as "a different config".
     with undo_failed_start(cfg.run.dir):
         run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage1", cfg.run.resume,
-                                            ignore=("train.steps", "eval.", "run."))
+                                            ignore=STAGES["stage1"].resumable)
         store = build_frames(cfg.data, run_dir, progress)
         h, w, c = store.observation_shape
         seed_everything(cfg.train.seed)  # the initial weights are part of what the seed fixes

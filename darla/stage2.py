@@ -41,7 +41,7 @@ from agents.factory import OFF_POLICY, Agent, load_algorithm
 from agents.variants import Variant, build_agent, check_vision, get_variant, random_vision, wrap_observations
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
 from darla import runs
-from darla.runs import prepare_run_dir, stage_cli, undo_failed_start
+from darla.runs import STAGES, prepare_run_dir, stage_cli, undo_failed_start
 from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything, set_num_threads
@@ -54,9 +54,6 @@ BUFFER_NAME = "replay_buffer.pkl"
 EVAL_NAME = "evaluations.json"
 SUMMARY_NAME = "stage2.json"
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share seeds with training envs
-# Keys that may change when a run is resumed (a longer run, another machine, another checkpoint cadence).
-RESUMABLE_KEYS = ("run.", "train.total_timesteps", "train.device", "train.num_threads", "train.ckpt_every",
-                  "train.save_replay_buffer")
 
 
 # ----- environments ----------------------------------------------------------------------------------------
@@ -332,7 +329,8 @@ def run(cfg: Stage2Config, progress: bool = True, callbacks: Sequence[BaseCallba
     check_env(cfg.env)
     check_vision_ref(cfg)
     with undo_failed_start(cfg.run.dir):
-        run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume, ignore=RESUMABLE_KEYS)
+        run_dir, resuming = prepare_run_dir(cfg.run.dir, cfg, "stage2", cfg.run.resume,
+                                            ignore=STAGES["stage2"].resumable)
         device = resolve_device(cfg.train.device)
         set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)

@@ -1,5 +1,6 @@
 """Pipeline and stage 3 on tiny real runs: every output file, consistent numbers, resume without redoing work."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,42 @@ def test_correlation_joins_each_modules_udr(tmp_path, monkeypatch):
     assert res["correlations"]["udr"]["scores"] == pytest.approx([1.0, 0.9, 0.8])
     with pytest.raises(ValueError, match=r"--udr: .* has no UDR for vision run .*vision1"):
         report.correlation([str(a) for a in agents], tmp_path / "out", udr=selection)
+
+
+def test_replace_changed_reruns_a_changed_module_and_only_what_depends_on_it(tmp_path, capsys):
+    from darla.config import to_yaml
+    from darla.pipeline import main, stale_jobs
+
+    cfg = _tiny(tmp_path, **{"pipeline.seeds": "[0]"})
+    root = tmp_path / "study"
+    args = ["--no-progress", "--vision-only", "--num-cpus", "1"]
+    assert main([*args, "--config", str(_write_config(tmp_path, cfg))]) == 0
+    # agents as a finished study would hold them: each run directory saved with its job's config
+    for job in plan(cfg, progress=False):
+        if job.name.startswith("stage2/"):
+            Path(job.config.run.dir).mkdir(parents=True)
+            (Path(job.config.run.dir) / "config.yaml").write_text(to_yaml(job.config))
+    assert stale_jobs(cfg, plan(cfg, progress=False)) == []
+    first_vae = (root / "stage1" / "vae" / "stage1.json").read_text()
+
+    changed = _tiny(tmp_path, **{"pipeline.seeds": "[0]", "vision.vae": "[model.family=vae,model.beta=2.0]"})
+    assert [j.name for j in stale_jobs(changed, plan(changed, progress=False))] == ["stage1/vae", "stage2/PIXEL_VAE/seed0"]
+    path = _write_config(tmp_path, changed)
+    capsys.readouterr()
+    assert main([*args, "--config", str(path)]) == 2  # refused without the flag, and told how to go on
+    assert "--replace-changed" in capsys.readouterr().err
+    assert main([*args, "--replace-changed", "--config", str(path)]) == 0
+    replaced = list((root / "replaced").iterdir())
+    assert len(replaced) == 1
+    assert (replaced[0] / "stage1" / "vae" / "stage1.json").read_text() == first_vae  # the earlier module, kept
+    assert (replaced[0] / "stage2" / "PIXEL_VAE" / "seed0" / "config.yaml").is_file()  # the agent on it, retired
+    assert (root / "stage2" / "BASELINE" / "seed0" / "config.yaml").is_file()  # a pixel agent does not depend on it
+    assert (root / "frames.npz").is_file() and not (replaced[0] / "frames.npz").exists()  # same data section
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(root / "stage1" / "vae" / "config.yaml").model.beta == 2.0  # retrained with the new β
+    assert stale_jobs(changed, plan(changed, progress=False)) == []
+    other_data = _tiny(tmp_path, **{"pipeline.seeds": "[0]", "vision.vae": "[model.family=vae,model.beta=2.0]",
+                                    "stage1.data.num_images": 96})
+    # other frames: every module made from them (and the agents on those, none left here)
+    assert [j.name for j in stale_jobs(other_data, plan(other_data, progress=False))] == ["frames", "stage1/vae"]

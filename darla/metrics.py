@@ -105,9 +105,10 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
     :meth:`envs.core.FactorEnv.view_factors`).
     """
     import numpy as np
+    import torch
 
     from envs import make_factor_env
-    from envs.core import resolve_domain
+    from envs.core import ViewSceneData, resolve_domain
     from vision.metrics import encoder_from_model
     from vision.metrics.domain_invariance import compute_domain_invariance
 
@@ -115,9 +116,9 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
     space = env.factor_space
     visual = list(space.visual)
     rng = np.random.default_rng(seed)
-    scenes = resolve_domain(space, env.DOMAINS, "source").sample(num_scenes, rng)
-    import torch
-
+    data = ViewSceneData(env, "source")  # the source scenes, their view factors appended
+    factors = data.sample_factors(num_scenes, rng)
+    scenes = factors[:, :len(space)]
     encode = encoder_from_model(model) if isinstance(model, torch.nn.Module) else model
     source = encode(env.render_factors(scenes))[0]
     targets = {}
@@ -127,10 +128,8 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
         moved = scenes.copy()
         moved[:, visual] = resolve_domain(space, env.DOMAINS, name).sample(num_scenes, rng)[:, visual]
         targets[name] = encode(env.render_factors(moved))[0]
-    view = env.view_factors(scenes)
-    extra = [n for n in view if n not in space.names]  # by default the view factors are the state factors
-    factors = np.concatenate([scenes, *(view[n][:, None] for n in extra)], axis=1)
-    result = compute_domain_invariance(source, targets, factors, [*space.names, *extra], weight_factors or list(view))
+    result = compute_domain_invariance(source, targets, factors, data.factor_names,
+                                       weight_factors or list(env.view_sizes))
     result["params"].update(env_id=env_id, seed=seed)
     return result
 

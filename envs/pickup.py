@@ -54,6 +54,7 @@ VIEW_BEARINGS = (-35.0, -25.0, -15.0, -5.0, 5.0, 15.0, 25.0, 35.0)
 VIEW_DISTANCES = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
+NEAR_CLIP = 0.15  # objects nearer than this along the view axis are not drawn (nor counted as in view)
 FOG = 0.12  # brightness falls off as 1 / (1 + FOG * distance): depth stays visible on flat colours
 
 
@@ -154,7 +155,7 @@ class PickupEnv(FactorEnv):
         dist = np.hypot(depth, lateral)
         rows = np.arange(len(f))
         out: dict[str, np.ndarray] = {}
-        visible = (np.abs(bearing) < VIEW_BEARINGS[-1]) & (depth > 0.15)
+        visible = (np.abs(bearing) < VIEW_BEARINGS[-1]) & (depth >= NEAR_CLIP)
         for name, cls in (("ball", self._good), ("pyramid", ~self._good)):
             if not cls.any():
                 continue
@@ -276,7 +277,7 @@ class PickupEnv(FactorEnv):
         lateral = (rel @ self._right[h]).tolist()
         for i in sorted(range(len(depth)), key=depth.__getitem__, reverse=True):
             z = depth[i]
-            if z < 0.15:
+            if z < NEAR_CLIP:
                 break
             scale = _FOCAL / z
             sx = _HALF + lateral[i] * scale

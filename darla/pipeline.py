@@ -45,10 +45,14 @@ class TransferSection:
 
     episodes: int = 20
     reps: int = 2000
+    # Scenes for each agent's policy invariance (darla.transfer --invariance); 0: not measured
+    invariance_scenes: int = 0
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"transfer.episodes: must be >= 1, got {self.episodes}")
+        if self.invariance_scenes != 0 and self.invariance_scenes < 2:
+            raise ValueError(f"transfer.invariance_scenes: must be 0 (off) or >= 2, got {self.invariance_scenes}")
 
 
 @dataclass
@@ -131,7 +135,8 @@ def plan(cfg: PipelineConfig, progress: bool = True) -> list[Job]:
                                     progress=progress, cost=cost))
             runs.append(s2.run.dir)
     transfer = Job("transfer", ("-m", "darla.transfer", "--runs", *runs, "--out", str(root / "transfer"),
-                                "--episodes", str(cfg.transfer.episodes), "--reps", str(cfg.transfer.reps)),
+                                "--episodes", str(cfg.transfer.episodes), "--reps", str(cfg.transfer.reps),
+                                "--invariance", str(cfg.transfer.invariance_scenes)),
                    root / LOGS_DIR / "transfer.log", after=tuple(j.name for j in agents),
                    cost=EPISODE * len(runs) * cfg.transfer.episodes)
     return jobs + agents + [transfer]

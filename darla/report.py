@@ -61,6 +61,21 @@ def transfer_markdown(result: dict[str, Any]) -> str:
     if poi:
         text += "\n| P(X > Y) on target domains | value [95% CI] |\n|---|---|\n"
         text += "".join(f"| {k} | {_ci(v, 'value')} |\n" for k, v in poi.items())
+    inv = result.get("policy_invariance", {})
+    if inv:
+        text += ("\n| variant | target | policy invariance | action agreement | invariance of the latents it reads |\n"
+                 "|---|---|---|---|---|\n")
+        for variant, targets in inv.items():
+            for target, scores in targets.items():
+                cells = [f"{scores[k]['mean']:.3f} ± {scores[k]['sd']:.3f}" if k in scores else "–"
+                         for k in ("policy_invariance", "action_agreement", "latent_invariance")]
+                text += f"| {variant} | {target} | " + " | ".join(cells) + " |\n"
+        text += ("\nMean ± sd over seeds, the same scenes rendered in the source and each target: policy invariance "
+                 "= 1 − (action change on the same scene) / (action change between two source scenes); the latents' "
+                 "domain invariance is weighted by the policy's sensitivity to each.\n")
+        for target, rho in result.get("policy_invariance_correlation", {}).items():
+            text += (f"\nSpearman ρ between each run's policy invariance and its mean return on {target}: "
+                     f"{rho['rho']:.2f} [{rho['ci_low']:.2f}, {rho['ci_high']:.2f}] (n = {rho['n']} runs).\n")
     return text
 
 
@@ -98,6 +113,45 @@ def transfer_plot(result: dict[str, Any], path: str | Path) -> Path:
     several = all(len(row.get("seeds", [])) > 1 for row in result["variants"].values())
     ax.set_title("Zero-shot transfer (IQM, 95% bootstrap CI over seeds)" if several else
                  "Zero-shot transfer (IQM; one seed for some variants: no CI)")
+    return _save_fig(fig, path)
+
+
+def invariance_correlation(result: dict[str, Any], reps: int = 2000) -> dict[str, Any]:
+    """Per target domain of a ``darla.transfer`` result with policy invariance: Spearman ρ (95% CI) over the runs
+    between each run's policy invariance and its mean return on that target (runs whose policy acts alike on
+    every scene, invariance NaN, left out)."""
+    out: dict[str, Any] = {}
+    targets = sorted({t for r in result["runs"] if "policy_invariance" in r for t in r["policy_invariance"]["targets"]})
+    for target in targets:
+        pairs = [(r["policy_invariance"]["targets"][target]["policy_invariance"], float(np.mean(r["returns"][target])))
+                 for r in result["runs"] if target in r.get("policy_invariance", {}).get("targets", {})
+                 and target in r["returns"]]
+        pairs = [(x, y) for x, y in pairs if np.isfinite(x)]
+        if len(pairs) >= 3:
+            xs, ys = zip(*pairs)
+            out[target] = spearman_with_ci(xs, ys, reps=reps)
+    return out
+
+
+def invariance_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """Each run's mean target return against its policy invariance, one panel per target, coloured by variant."""
+    runs = [r for r in result["runs"] if "policy_invariance" in r]
+    targets = sorted({t for r in runs for t in r["policy_invariance"]["targets"]})
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.2 * max(1, len(targets)), 3.6), squeeze=False)
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    colours = plt.get_cmap("tab10")
+    for ax, target in zip(axes[0], targets):
+        for i, v in enumerate(variants):
+            pts = [(r["policy_invariance"]["targets"][target]["policy_invariance"], np.mean(r["returns"][target]))
+                   for r in runs if r["variant"] == v and target in r["returns"]]
+            if pts:
+                ax.scatter(*zip(*pts), color=colours(i % 10), label=v, s=22)
+        rho = result.get("policy_invariance_correlation", {}).get(target)
+        ax.set_title(f"{target}" + (f": Spearman ρ {rho['rho']:.2f} [{rho['ci_low']:.2f}, {rho['ci_high']:.2f}]"
+                                    if rho else ""), fontsize=9)
+        ax.set_xlabel("policy invariance (same scene, source vs target)")
+        ax.set_ylabel("mean return on the target")
+    axes[0][-1].legend(fontsize=7)
     return _save_fig(fig, path)
 
 

@@ -248,6 +248,50 @@ class ObservationPipeline:
         return wrap_observations(venv, self.variant, encoder=self.encoder, vision=self.vision,
                                  augment=self.cfg.agent.augment, training=training, seed=seed)
 
+    def observe(self, frames: np.ndarray) -> np.ndarray:
+        """The policy's observations of a batch of uint8 frames (N, H, W, C): the same wrappers as :meth:`make_env`
+        applied to them (never augmented), e.g. for frames rendered from chosen scenes."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.dtype != np.uint8:
+            raise ValueError(f"frames: expected uint8 (N, H, W, C), got {frames.dtype} {frames.shape}")
+        return wrap_observations(_FrameBatch(frames), self.variant, encoder=self.encoder, vision=self.vision,
+                                 training=False).reset()
+
+
+class _FrameBatch(VecEnv):
+    """A VecEnv of one env per frame whose ``reset`` returns the given frames: lets the observation wrappers,
+    unchanged, turn any frames into policy observations. It cannot step."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        super().__init__(len(frames), gym.spaces.Box(0, 255, frames.shape[1:], np.uint8), gym.spaces.Discrete(1))
+        self.frames = frames
+
+    def reset(self) -> np.ndarray:
+        return self.frames
+
+    def step_async(self, actions: np.ndarray) -> None:
+        raise NotImplementedError("a frame batch has no dynamics")
+
+    def step_wait(self) -> Any:
+        raise NotImplementedError("a frame batch has no dynamics")
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        if attr_name == "render_mode":  # asked by VecEnv.__init__
+            return [None] * self.num_envs
+        raise AttributeError(attr_name)
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise AttributeError(attr_name)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        raise AttributeError(method_name)
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * self.num_envs
+
 
 def build_pipeline(cfg: Stage2Config, run_dir: Path, device: torch.device) -> ObservationPipeline:
     """Import env modules, find the domains, load (or create) the run's vision snapshot and its shared encoder."""
@@ -412,6 +456,10 @@ class LoadedAgent:
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of pipeline observations."""
         return self.model.predict(obs, deterministic=deterministic)[0]
+
+    def observe(self, frames: np.ndarray) -> np.ndarray:
+        """The policy's observations of a batch of uint8 frames (N, H, W, C) (:meth:`ObservationPipeline.observe`)."""
+        return self.pipeline.observe(frames)
 
 
 def load_agent(run_dir: str | Path, device: str = "auto") -> LoadedAgent:

@@ -22,11 +22,12 @@ import numpy as np
 from rliable import library, metrics
 
 from agents.callbacks import evaluate_domains
-from darla.report import transfer_markdown, transfer_plot
+from darla.report import invariance_correlation, invariance_plot, transfer_markdown, transfer_plot
 from vision.runtime import atomic_write_json, atomic_write_text, git_sha, progress_bar, set_num_threads, versions
 
 EVAL_SEED = 1_000_003  # far from training seeds (0, 1, 2, …), so evaluation episodes were never trained on
 EVAL_FILE = "transfer_eval.json"
+INVARIANCE_FILE = "policy_invariance.json"
 
 
 @dataclass
@@ -109,6 +110,122 @@ def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, doma
     cfg = agent.config
     return RunEvaluation(str(run_dir), agent.variant.name, cfg.agent.algo, cfg.train.seed, source,
                          {label: stored[_cache_key(label, spec)] for label, spec in wanted.items()})
+
+
+def action_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row distance between two batches of actions: 1 where discrete actions differ (any component, for
+    MultiDiscrete), else 0; the Euclidean distance for continuous actions."""
+    a, b = np.asarray(a), np.asarray(b)
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+        diff = a != b
+        return (diff.reshape(len(diff), -1).any(1) if diff.ndim > 1 else diff).astype(np.float64)
+    return np.linalg.norm((a - b).reshape(len(a), -1).astype(np.float64), axis=1)
+
+
+def policy_sensitivity(model: Any, obs: np.ndarray) -> np.ndarray | None:
+    """How much an SB3 policy's choice moves per typical change of each input of flat observations ``obs`` (N, D):
+    the mean over the rows of the norm, over actions, of the gradient of the action scores (logits, centred
+    Q-values, or the Gaussian mean) with respect to input j, times input j's sd over the rows. None for a policy
+    without gradients (Episodic Control) or image observations."""
+    import torch
+
+    policy = getattr(model, "policy", None)
+    if not isinstance(policy, torch.nn.Module) or np.asarray(obs).ndim != 2:
+        return None
+    x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=policy.device).requires_grad_(True)
+    with torch.enable_grad():
+        if hasattr(policy, "q_net"):
+            scores = policy.q_net(x)
+            scores = scores - scores.mean(1, keepdim=True)  # a common shift of every Q-value changes no choice
+        else:
+            dist = policy.get_distribution(x).distribution
+            scores = dist.logits if hasattr(dist, "logits") else dist.mean
+        squared = torch.zeros_like(x)
+        for k in range(scores.shape[1]):
+            (grad,) = torch.autograd.grad(scores[:, k].sum(), x, retain_graph=True)
+            squared += grad ** 2
+    return (squared.sqrt().mean(0) * x.std(0)).detach().cpu().numpy().astype(np.float64)
+
+
+def policy_invariance(agent: Any, num_scenes: int = 1_000, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """How far a trained agent's choices move when only the visual domain of a scene changes.
+
+    The same source scenes are rendered in every named domain of the agent's env (:func:`envs.same_scenes`) and
+    seen through the agent's own observation pipeline. Per target domain:
+
+    - ``policy_invariance`` = clip(1 − E d(a_source, a_target) / E d(a_source, a_other), 0, 1): the deterministic
+      action's move on the same scene against its move between two different source scenes (``d``:
+      :func:`action_distance`); 1 when the domain changes no choice, 0 when it moves them as much as a change of
+      scene. NaN for a policy that acts alike on every scene.
+    - ``action_agreement`` (discrete actions): how often the action is the same.
+    - for agents on latents, ``latent_invariance``: each input's domain invariance
+      (:func:`vision.metrics.domain_invariance.latent_invariance`) weighted by how much the policy reads it
+      (:func:`policy_sensitivity`); per input in ``per_latent``, the weights in ``sensitivity``.
+    """
+    from envs import make_factor_env, same_scenes
+    from vision.metrics.domain_invariance import latent_invariance
+
+    env_cfg = agent.config.env
+    try:
+        env = make_factor_env(env_cfg.id, "source", **dict(env_cfg.kwargs))
+    except ValueError:
+        raise ValueError(f"{agent.run_dir}: {env_cfg.id} does not render scenes from factors; policy invariance "
+                         "needs an env of darla's (envs.ENV_IDS)") from None
+    rng = np.random.default_rng(seed)
+    pairs = same_scenes(env, num_scenes, rng)
+    obs = {d: agent.observe(frames) for d, frames in pairs.frames.items()}
+    actions = {d: np.asarray(agent.predict(o)) for d, o in obs.items()}
+    source = actions.pop("source")
+    order = rng.permutation(num_scenes)
+    partner = np.empty(num_scenes, dtype=np.int64)
+    partner[order] = np.roll(order, -1)  # every scene paired with a different one
+    reference = float(action_distance(source, source[partner]).mean())
+    discrete = np.issubdtype(source.dtype, np.integer)
+    weights = policy_sensitivity(agent.model, obs["source"])
+    targets: dict[str, dict[str, Any]] = {}
+    for name, acts in actions.items():
+        moved = action_distance(source, acts)
+        row: dict[str, Any] = {
+            "policy_invariance": float(np.clip(1.0 - moved.mean() / reference, 0.0, 1.0)) if reference > 0 else float("nan"),
+        }
+        if discrete:
+            row["action_agreement"] = float(1.0 - moved.mean())
+        if weights is not None:
+            inv = latent_invariance(obs["source"], obs[name])
+            row["latent_invariance"] = float((weights * inv).sum() / weights.sum()) if weights.sum() > 0 else float("nan")
+            row["per_latent"] = inv.tolist()
+        targets[name] = row
+    return {"num_scenes": num_scenes, "seed": seed, "reference_distance": reference, "targets": targets,
+            "sensitivity": None if weights is None else weights.tolist()}
+
+
+def run_policy_invariance(run_dir: str | Path, num_scenes: int, seed: int = EVAL_SEED, device: str = "auto"
+                          ) -> dict[str, Any]:
+    """:func:`policy_invariance` of one stage-2 run, cached in ``RUN_DIR/policy_invariance.json`` per scenes/seed."""
+    from darla.stage2 import load_agent
+
+    path = Path(run_dir) / INVARIANCE_FILE
+    cache: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    key = f"scenes={num_scenes},seed={seed}"
+    if key not in cache:
+        cache[key] = policy_invariance(load_agent(run_dir, device=device), num_scenes, seed)
+        atomic_write_json(path, cache)
+    return cache[key]
+
+
+def aggregate_invariance(evals: Sequence[RunEvaluation], per_run: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per variant and target domain: mean, sd and per-seed values of each score of :func:`policy_invariance`."""
+    rows: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for e, inv in zip(evals, per_run):
+        for target, scores in inv["targets"].items():
+            for score in ("policy_invariance", "action_agreement", "latent_invariance"):
+                if score in scores:
+                    rows[e.variant][target][score].append(scores[score])
+    return {v: {t: {score: {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                            "per_seed": vals}
+                    for score, vals in scores.items()}
+                for t, scores in targets.items()}
+            for v, targets in rows.items()}
 
 
 def _interval(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any, reps: int, rng_seed: int) -> tuple[dict, dict]:
@@ -205,10 +322,11 @@ def check_domains(run_dirs: Sequence[str | Path], domains: Mapping[str, Any]) ->
 
 def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int = 20, seed: int = EVAL_SEED,
              reps: int = 2000, device: str = "auto", progress: bool = True,
-             domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             domains: Mapping[str, Any] | None = None, invariance_scenes: int = 0) -> dict[str, Any]:
     """Evaluate every run, aggregate, and write JSON, Markdown, PNG and tensorboard outputs into ``out_dir``
     (created only once every run has been evaluated). ``domains`` ({label: domain}, :func:`parse_domains`)
-    replaces the runs' own target domains."""
+    replaces the runs' own target domains. With ``invariance_scenes`` > 0, each run's :func:`policy_invariance`
+    on that many scenes is added (per run, and per variant under ``policy_invariance``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     check_run_dirs(run_dirs)
@@ -216,18 +334,28 @@ def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int 
         check_domains(run_dirs, domains)
     evals = [evaluate_run(r, episodes, seed, domains=domains, device=device)
              for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
+    invariance = [run_policy_invariance(r, invariance_scenes, seed, device=device)
+                  for r in progress_bar(run_dirs, desc="policy invariance", disable=not progress)] if invariance_scenes > 0 else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = aggregate(evals, reps=reps)
+    if invariance:
+        result["policy_invariance"] = aggregate_invariance(evals, invariance)
     result["episodes"] = episodes
     result["eval_seed"] = seed
     if domains:
         result["domain_specs"] = dict(domains)
     result["runs"] = [e.__dict__ for e in evals]
+    for row, inv in zip(result["runs"], invariance):
+        row["policy_invariance"] = inv
+    if invariance:
+        result["policy_invariance_correlation"] = invariance_correlation(result, reps=reps)
     result["provenance"] = {"git_sha": git_sha(), "versions": versions(), "command": sys.argv}
     atomic_write_json(out / "transfer.json", result)
     atomic_write_text(out / "transfer.md", transfer_markdown(result))
     transfer_plot(result, out / "transfer.png")
+    if invariance:
+        invariance_plot(result, out / "policy_invariance.png")
     writer = SummaryWriter(str(out / "tb"))
     for variant, row in result["variants"].items():
         for d, s in row["domains"].items():
@@ -246,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation seed (keep it away from training seeds)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
     p.add_argument("--device", default="auto")
+    p.add_argument("--invariance", type=int, default=0, metavar="SCENES",
+                   help="also measure how far each policy's actions move when only the domain of a scene changes, "
+                        "on this many scenes (darla envs only; 0: off)")
     p.add_argument("--domains", nargs="+", metavar="DOMAIN",
                    help="target domains instead of the runs' own: a name (target), or LABEL=YAML with a name, a factor "
                         "mapping ('walls={wall_colour: [3]}') or a pixel shift ('hue90={shift: hue, degrees: 90}'; "
@@ -254,15 +385,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.episodes < 1:
         print("error: --episodes: must be >= 1", file=sys.stderr)
         return 2
+    if a.invariance != 0 and a.invariance < 2:
+        print(f"error: --invariance: must be 0 (off) or >= 2 scenes, got {a.invariance}", file=sys.stderr)
+        return 2
     set_num_threads()  # auto: the job's share of the cores, or the cores other processes leave free
     try:
         domains = parse_domains(a.domains) if a.domains else None
-        result = transfer(a.runs, a.out, a.episodes, a.seed, a.reps, a.device, domains=domains)
+        result = transfer(a.runs, a.out, a.episodes, a.seed, a.reps, a.device, domains=domains,
+                          invariance_scenes=a.invariance)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(transfer_markdown(result))
-    print(f"written: {Path(a.out) / 'transfer.json'}, transfer.md, transfer.png")
+    print(f"written: {Path(a.out) / 'transfer.json'}, transfer.md, transfer.png"
+          + (", policy_invariance.png" if "policy_invariance" in result else ""))
     return 0
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from envs.collect import COVERAGES, CollectedFrames, collect_frames, coverage_domain
 from envs.core import (
-    COLOURS, Domain, DomainSpec, Factor, FactorEnv, FactorSpace, SceneData, ViewSceneData, resolve_domain,
+    COLOURS, Domain, DomainSpec, Factor, FactorEnv, FactorSpace, ScenePairs, SceneData, ViewSceneData, resolve_domain, same_scenes,
 )
 from envs.evaluate import episode_returns, reference_table
 from envs.registry import ENV_IDS, domains, env_class, make_factor_env, register_envs, scene_data, scripted_policy
@@ -32,7 +32,7 @@ def factor_vector(env: gym.Env, info: dict) -> np.ndarray:
 
 __all__ = [
     "COLOURS", "COVERAGES", "ENV_IDS", "CollectedFrames", "Domain", "DomainSpec", "Factor", "FactorEnv",
-    "FactorSpace", "SceneData", "collect_frames", "coverage_domain", "domains", "env_class", "episode_returns", "factor_vector",
-    "make_factor_env", "reference_table", "register_envs", "resolve_domain", "scene_data", "scripted_policy",
+    "FactorSpace", "ScenePairs", "SceneData", "collect_frames", "coverage_domain", "domains", "env_class", "episode_returns", "factor_vector",
+    "make_factor_env", "reference_table", "register_envs", "resolve_domain", "scene_data", "same_scenes", "scripted_policy",
     "ViewSceneData",
 ]

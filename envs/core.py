@@ -452,6 +452,40 @@ class ViewSceneData(SceneData):
         return self.env.render_factors(np.asarray(factors)[:, :self._k])
 
 
+@dataclass(frozen=True)
+class ScenePairs:
+    """The same scenes rendered in the source and in every other named domain of an env.
+
+    ``factors`` (N, K) are the source scenes' factor indices named by ``factor_names`` (the env's factors followed
+    by its view factors, as :class:`ViewSceneData`); ``frames[domain]`` (N, H, W, C) uint8 renders scene i in that
+    domain, with every state factor kept and the visual factors redrawn from the domain's values.
+    """
+
+    factors: np.ndarray
+    factor_names: tuple[str, ...]
+    view_names: tuple[str, ...]
+    frames: dict[str, np.ndarray]
+
+
+def same_scenes(env: FactorEnv, num_scenes: int, rng: np.random.Generator) -> ScenePairs:
+    """Draw ``num_scenes`` source scenes of ``env`` and render each in every domain of ``env.DOMAINS``."""
+    if num_scenes < 2:
+        raise ValueError(f"num_scenes: must be >= 2, got {num_scenes}")
+    space = env.factor_space
+    visual = list(space.visual)
+    data = ViewSceneData(env, "source")
+    factors = data.sample_factors(num_scenes, rng)
+    scenes = factors[:, :len(space)]
+    frames = {"source": env.render_factors(scenes)}
+    for name in env.DOMAINS:
+        if name == "source":
+            continue
+        moved = scenes.copy()
+        moved[:, visual] = resolve_domain(space, env.DOMAINS, name).sample(num_scenes, rng)[:, visual]
+        frames[name] = env.render_factors(moved)
+    return ScenePairs(factors, data.factor_names, tuple(env.view_sizes), frames)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 

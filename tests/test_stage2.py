@@ -214,3 +214,73 @@ def test_vision_amp_reaches_the_frozen_encoder(tmp_path, vision_runs):
     assert fp32.encoder.backend == "fp32"
     # bf16 where the CPU has it natively; on other CPUs amp=true falls back to fp32
     assert (amp.encoder.backend != "fp32") == (autocast_dtype(torch.device("cpu")) is not None)
+
+
+# ----- policy invariance (stage 3's analysis of what a domain change does to a trained policy) -------------------
+def test_action_distance_known_values():
+    from darla.transfer import action_distance
+
+    assert action_distance(np.array([0, 1, 2]), np.array([0, 2, 2])).tolist() == [0.0, 1.0, 0.0]
+    assert action_distance(np.array([[0, 1], [1, 1]]), np.array([[0, 1], [1, 0]])).tolist() == [0.0, 1.0]
+    assert action_distance(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])).tolist() == [5.0]
+
+
+class _FramePolicy:
+    """A stand-in agent on pixels: ``policy(frames) -> actions``."""
+
+    def __init__(self, agent, policy):
+        self.config, self.run_dir, self.model, self.policy = agent.config, agent.run_dir, None, policy
+
+    def observe(self, frames):
+        return frames
+
+    def predict(self, obs):
+        return self.policy(obs)
+
+
+def test_policy_invariance_known_values(tmp_path, vision_runs):
+    from darla.stage2 import load_agent
+    from darla.transfer import policy_invariance
+
+    run(config(tmp_path, "BASELINE", vision_runs, "train.total_timesteps=64"), progress=False)
+    agent = load_agent(tmp_path / "BASELINE", device="cpu")
+
+    def where(frames):  # the column of the sprites' centre, in 8 bands: blind to colour up to edge pixels
+        mask = (frames != frames[:, :1, :1]).any(-1)
+        cols = (mask.sum(1) * np.arange(frames.shape[2])).sum(1) / np.maximum(mask.sum((1, 2)), 1)
+        return (cols // 8).astype(np.int64)
+
+    blind = policy_invariance(_FramePolicy(agent, where), num_scenes=64)
+    assert blind["reference_distance"] > 0.5
+    assert blind["targets"]["target"]["policy_invariance"] > 0.9
+    assert blind["targets"]["target"]["action_agreement"] > 0.9
+
+    def colour(frames):  # the corner's (background) colour: the target's palette changes it
+        return (frames[:, 0, 0].astype(np.int64) // 10 @ np.array([1, 7, 49])) % 5
+
+    copier = policy_invariance(_FramePolicy(agent, colour), num_scenes=64)
+    assert copier["targets"]["target"]["policy_invariance"] < 0.5
+    constant = policy_invariance(_FramePolicy(agent, lambda f: np.zeros(len(f), dtype=np.int64)), num_scenes=64)
+    assert np.isnan(constant["targets"]["target"]["policy_invariance"])
+    assert constant["targets"]["target"]["action_agreement"] == 1.0
+
+
+def test_policy_invariance_of_trained_agents_in_transfer(tmp_path, vision_runs):
+    from darla.transfer import INVARIANCE_FILE, transfer
+
+    runs = []
+    for variant in ("DARLA", "BASELINE"):
+        run(config(tmp_path, variant, vision_runs, "train.total_timesteps=64"), progress=False)
+        runs.append(tmp_path / variant)
+    result = transfer(runs, tmp_path / "out", episodes=2, reps=50, device="cpu", progress=False, invariance_scenes=40)
+    darla = result["runs"][0]["policy_invariance"]
+    assert len(darla["sensitivity"]) == 6 and len(darla["targets"]["target"]["per_latent"]) == 6
+    assert 0.0 <= darla["targets"]["target"]["latent_invariance"] <= 1.0
+    baseline = result["runs"][1]["policy_invariance"]
+    assert baseline["sensitivity"] is None and "latent_invariance" not in baseline["targets"]["target"]
+    assert result["policy_invariance"]["DARLA"]["target"]["policy_invariance"]["per_seed"] == [
+        darla["targets"]["target"]["policy_invariance"]]
+    assert "invariance of the latents it reads" in (tmp_path / "out" / "transfer.md").read_text()
+    assert (tmp_path / "out" / "policy_invariance.png").exists()
+    cached = json.loads((runs[0] / INVARIANCE_FILE).read_text())
+    assert list(cached) == ["scenes=40,seed=1000003"]

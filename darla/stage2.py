@@ -42,7 +42,7 @@ from agents.variants import Variant, build_agent, check_vision, get_variant, ran
 from darla.config import ConfigError, EnvConfig, Stage2Config, load_config
 from darla import runs
 from darla.runs import STAGES, prepare_run_dir, stage_cli, undo_failed_start
-from vision.checkpoint import CheckpointError, file_sha256, load, resolve_checkpoint, save_checkpoint
+from vision.checkpoint import CheckpointError, file_sha256, load, read_checkpoint, resolve_checkpoint, save_checkpoint
 from vision.models.base import ModelConfig, VAEBase
 from vision.runtime import atomic_write_bytes, atomic_write_json, resolve_device, seed_everything, set_num_threads
 from vision.wrappers import FrozenEncoder, frame_shape
@@ -217,10 +217,18 @@ def _missing_vision_run(variant: Variant) -> ConfigError:
 
 
 def _resolve_vision(path: str) -> Path:
+    """The checkpoint ``vision.run`` names, refused while its stage-1 run has not reached the steps it was
+    configured for: a module still training (or stopped early) would be snapshotted half-trained, silently."""
     try:
-        return resolve_checkpoint(path)
+        ckpt = resolve_checkpoint(path)
+        payload = read_checkpoint(ckpt)
     except CheckpointError as e:
         raise ConfigError(f"vision.run: {e}") from None
+    steps = payload.get("extra", {}).get("config", {}).get("train", {}).get("steps")
+    if isinstance(steps, int) and int(payload.get("step", 0)) < steps:
+        raise ConfigError(f"vision.run: {ckpt} is at step {payload['step']} of the {steps} its stage-1 config asks "
+                          "for (still training, or stopped early); finish it with darla.stage1 first")
+    return ckpt
 
 
 def _load_vision(path: Path, device: torch.device) -> VAEBase:

@@ -284,3 +284,17 @@ def test_policy_invariance_of_trained_agents_in_transfer(tmp_path, vision_runs):
     assert (tmp_path / "out" / "policy_invariance.png").exists()
     cached = json.loads((runs[0] / INVARIANCE_FILE).read_text())
     assert list(cached) == ["scenes=40,seed=1000003"]
+
+
+def test_a_vision_run_still_training_is_refused(tmp_path, vision_runs):
+    model = build_model(ModelConfig(family="beta_vae_dae", latent_dim=6, hidden=32), (3, 64, 64), pretrained=False)
+    model.attach_dae(build_model(ModelConfig(family="dae", latent_dim=6, hidden=32), (3, 64, 64)))
+    partial = tmp_path / "partial"
+    save_checkpoint(partial / "checkpoint.pt", model, step=900, extra={"config": {"train": {"steps": 2000}}})
+    cfg = config(tmp_path, "DARLA", vision_runs, f"vision.run={partial}")
+    with pytest.raises(ConfigError, match=r"vision.run: .*checkpoint.pt is at step 900 of the 2000"):
+        run(cfg, progress=False)
+    assert not (tmp_path / "DARLA").exists()  # refused before the run directory was made
+    save_checkpoint(partial / "checkpoint.pt", model, step=2000, extra={"config": {"train": {"steps": 2000}}})
+    assert run(config(tmp_path, "DARLA", vision_runs, f"vision.run={partial}", "train.total_timesteps=64"),
+               progress=False)["num_timesteps"] >= 64

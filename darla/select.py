@@ -279,42 +279,54 @@ def best_vision_run(sweep_dir: str | Path, **kwargs: Any) -> Path:
     return Path(select(root, **kwargs)["best"]["run_dir"])
 
 
-def select_agents(sweep_dir: str | Path, seed_keys: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per named variant of a finished stage-2 sweep, the setting with the highest mean final source return.
+def select_agents(sweep_dirs: str | Path | Sequence[str | Path], seed_keys: Sequence[str] | None = None,
+                  out: str | Path | None = None) -> dict[str, Any]:
+    """Per named variant of finished stage-2 sweeps, the setting with the highest mean final source return.
 
     Trials are grouped by their variant bundle, then by their swept values other than seed keys (``*.seed``
     unless ``seed_keys`` names them); a setting's score is the mean over its seeds of ``reward/source`` (the last
-    training-time evaluation on the source domain). Ties go to the setting listed first. Writes
-    ``agent_selection.json`` / ``.md`` in the sweep directory; a trial without a result is a one-line error.
+    training-time evaluation on the source domain). Given several sweeps, a variant's settings from all of them
+    compete, each labelled with its sweep's name (e.g. the same grid over two vision modules). Ties go to the
+    setting listed first. Writes ``agent_selection.json`` / ``.md`` into ``out`` (default: the one sweep
+    directory; required for several); a trial without a result is a one-line error.
     """
-    root = Path(sweep_dir)
-    summary_path = root / SUMMARY_JSON
-    if not summary_path.exists():
-        raise FileNotFoundError(f"--agents: {summary_path} not found; run the stage-2 sweep first (python -m darla.sweep)")
-    summary = json.loads(summary_path.read_text())
-    if summary.get("stage") != "stage2":
-        raise ValueError(f"--agents: {root} is a {summary.get('stage')} sweep; agent selection needs a stage-2 sweep")
+    roots = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
+    if not roots:
+        raise ValueError("--agents: name at least one sweep directory")
+    if out is None and len(roots) > 1:
+        raise ValueError("--out: required with several sweep directories (where the selection is written)")
     key = f"reward/{SELECTION_DOMAIN}"
     groups: dict[str, dict[str, list[float]]] = {}
     settings: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in summary["trials"]:
-        if key not in row.get("result", {}):
-            raise ValueError(f"--agents: trial {row['trial']} has no {key} ({row['status']}); finish the sweep first")
-        params = dict(row["params"])
-        variant = params.pop("variant", "")
-        swept = {k: v for k, v in params.items() if not _is_seed_key(k, seed_keys)}
-        label = ",".join(f"{k}={value_label(v)}" for k, v in swept.items()) or "-"
-        groups.setdefault(variant, {}).setdefault(label, []).append(float(row["result"][key]))
-        settings.setdefault(variant, {})[label] = swept
+    for root in roots:
+        summary_path = root / SUMMARY_JSON
+        if not summary_path.exists():
+            raise FileNotFoundError(f"--agents: {summary_path} not found; run the stage-2 sweep first (python -m darla.sweep)")
+        summary = json.loads(summary_path.read_text())
+        if summary.get("stage") != "stage2":
+            raise ValueError(f"--agents: {root} is a {summary.get('stage')} sweep; agent selection needs a stage-2 sweep")
+        for row in summary["trials"]:
+            if key not in row.get("result", {}):
+                raise ValueError(f"--agents: trial {row['trial']} of {root} has no {key} ({row['status']}); finish the sweep first")
+            params = dict(row["params"])
+            variant = params.pop("variant", "")
+            swept = {k: v for k, v in params.items() if not _is_seed_key(k, seed_keys)}
+            label = ",".join(f"{k}={value_label(v)}" for k, v in swept.items()) or "-"
+            if len(roots) > 1:
+                label, swept = f"{root.name}: {label}", {"sweep": str(root), **swept}
+            groups.setdefault(variant, {}).setdefault(label, []).append(float(row["result"][key]))
+            settings.setdefault(variant, {})[label] = swept
     chosen: dict[str, Any] = {}
     for variant, by_setting in groups.items():
         means = {label: float(np.mean(v)) for label, v in by_setting.items()}
         best = max(means, key=lambda label: means[label])  # max keeps the first of equal scores
         chosen[variant or "-"] = {"best": best, "settings": settings[variant][best], "domain": SELECTION_DOMAIN,
                                   "mean_return": means, "returns": by_setting}
-    result = {"sweep": str(root.resolve()), "domain": SELECTION_DOMAIN, "variants": chosen}
-    atomic_write_json(root / AGENT_SELECTION_JSON, result)
-    atomic_write_text(root / AGENT_SELECTION_MD, agent_selection_markdown(result))
+    result = {"sweep": str(roots[0].resolve()) if len(roots) == 1 else [str(r.resolve()) for r in roots],
+              "domain": SELECTION_DOMAIN, "variants": chosen}
+    dest = Path(out) if out is not None else roots[0]
+    atomic_write_json(dest / AGENT_SELECTION_JSON, result)
+    atomic_write_text(dest / AGENT_SELECTION_MD, agent_selection_markdown(result))
     return result
 
 
@@ -333,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m darla.select", description=__doc__.splitlines()[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--sweep", help="a stage-1 sweep directory (python -m darla.sweep output): UDR ranking")
-    what.add_argument("--agents", help="a stage-2 sweep directory with named variants: best setting per variant "
-                                       "by mean final source return")
+    what.add_argument("--agents", nargs="+", metavar="SWEEP",
+                      help="stage-2 sweep directories with named variants: best setting per variant by mean final "
+                           "source return, over all of them")
+    p.add_argument("--out", help="where --agents writes its selection (default: the one sweep directory)")
     p.add_argument("--correlation", default="lasso", choices=CORRELATIONS, help="UDR similarity (default: lasso)")
     p.add_argument("--num-points", type=int, default=1_000, help="shared inputs encoded by every model")
     p.add_argument("--pairs", type=int, default=0, help="partners per model (P); 0: every other seed of its setting")
@@ -346,12 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.agents:
         try:
-            chosen = select_agents(a.agents, seed_keys=a.seed_keys)
+            chosen = select_agents(a.agents, seed_keys=a.seed_keys, out=a.out)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(agent_selection_markdown(chosen))
-        print(f"written: {Path(a.agents) / AGENT_SELECTION_JSON}")
+        print(f"written: {Path(a.out or a.agents[0]) / AGENT_SELECTION_JSON}")
         return 0
     try:
         result = select(a.sweep, correlation=a.correlation, num_points=a.num_points, pairs=a.pairs, seed=a.seed,

@@ -164,3 +164,22 @@ def test_select_agents_refuses_what_it_cannot_select(tmp_path: Path, capsys: pyt
     assert main(["--agents", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "has no reward/source (incomplete)" in err
+
+
+def test_select_agents_over_several_sweeps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same grid over two vision modules: each variant's best setting over both sweeps, labelled by sweep."""
+    from darla.select import AGENT_SELECTION_JSON, main, select_agents
+
+    _stage2_summary(tmp_path / "fg", [("DARLA", 3e-4, 0, 0.1, 9.0), ("DARLA", 1e-3, 0, -0.2, 9.0),
+                                      ("DARLA_DAE", 3e-4, 0, 6.0, 0.0)])
+    _stage2_summary(tmp_path / "nofg", [("DARLA", 3e-4, 0, 7.0, 0.0), ("DARLA", 1e-3, 0, 5.0, 0.0),
+                                        ("DARLA_DAE", 3e-4, 0, 4.0, 0.0)])
+    out = tmp_path / "chosen"
+    result = select_agents([tmp_path / "fg", tmp_path / "nofg"], out=out)
+    darla, dae = result["variants"]["DARLA"], result["variants"]["DARLA_DAE"]
+    assert darla["best"] == "nofg: agent.variant=DARLA,agent.hparams.learning_rate=0.0003"
+    assert darla["settings"]["sweep"] == str(tmp_path / "nofg") and len(darla["mean_return"]) == 4
+    assert dae["settings"]["sweep"] == str(tmp_path / "fg")
+    assert json.loads((out / AGENT_SELECTION_JSON).read_text()) == result
+    assert main(["--agents", str(tmp_path / "fg"), str(tmp_path / "nofg")]) == 2
+    assert "--out: required" in capsys.readouterr().err

@@ -107,29 +107,17 @@ def env_domain_invariance(model: Any, env_id: str, num_scenes: int = 2_000, seed
     import numpy as np
     import torch
 
-    from envs import make_factor_env
-    from envs.core import ViewSceneData, resolve_domain
+    from envs import make_factor_env, same_scenes
     from vision.metrics import encoder_from_model
     from vision.metrics.domain_invariance import compute_domain_invariance
 
     env = make_factor_env(env_id, "source", **(env_kwargs or {}))
-    space = env.factor_space
-    visual = list(space.visual)
-    rng = np.random.default_rng(seed)
-    data = ViewSceneData(env, "source")  # the source scenes, their view factors appended
-    factors = data.sample_factors(num_scenes, rng)
-    scenes = factors[:, :len(space)]
+    pairs = same_scenes(env, num_scenes, np.random.default_rng(seed))
     encode = encoder_from_model(model) if isinstance(model, torch.nn.Module) else model
-    source = encode(env.render_factors(scenes))[0]
-    targets = {}
-    for name in env.DOMAINS:
-        if name == "source":
-            continue
-        moved = scenes.copy()
-        moved[:, visual] = resolve_domain(space, env.DOMAINS, name).sample(num_scenes, rng)[:, visual]
-        targets[name] = encode(env.render_factors(moved))[0]
-    result = compute_domain_invariance(source, targets, factors, data.factor_names,
-                                       weight_factors or list(env.view_sizes))
+    codes = {name: encode(frames)[0] for name, frames in pairs.frames.items()}
+    source = codes.pop("source")
+    result = compute_domain_invariance(source, codes, pairs.factors, pairs.factor_names,
+                                       weight_factors or list(pairs.view_names))
     result["params"].update(env_id=env_id, seed=seed)
     return result
 

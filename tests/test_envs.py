@@ -329,3 +329,18 @@ def test_pickup_view_factors_follow_the_frame():
     # the ball's pixels are where its bearing says: right of the centre column
     cols = np.flatnonzero((env.render_factors(ahead_right[None]) != env.render_factors(behind[None]))[0].any((0, 2)))
     assert len(cols) and cols.min() >= 32
+
+
+def test_same_scenes_keep_the_state_and_change_only_the_domain():
+    env = envs.make_factor_env("darla/Sprites-v0", "source")
+    pairs = envs.same_scenes(env, 20, np.random.default_rng(0))
+    assert set(pairs.frames) == set(env.DOMAINS) and pairs.factors.shape[0] == 20
+    space = env.factor_space
+    state = [i for i in range(len(space)) if i not in space.visual]
+    # re-rendering the source scenes from their factors gives the source frames exactly
+    assert np.array_equal(env.render_factors(pairs.factors[:, :len(space)]), pairs.frames["source"])
+    # every target frame differs from its source frame: the target redraws every colour
+    assert all(not np.array_equal(s, t) for s, t in zip(pairs.frames["source"], pairs.frames["target"]))
+    assert state and pairs.factor_names[:len(space)] == space.names
+    with pytest.raises(ValueError, match="num_scenes: must be >= 2"):
+        envs.same_scenes(env, 1, np.random.default_rng(0))

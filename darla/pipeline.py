@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
@@ -228,9 +228,34 @@ def _collect(s1: Stage1Config, path: Path, progress: bool) -> None:
     collect_store(s1.data, progress).save(path)
 
 
+def select_jobs(jobs: Sequence[Job], patterns: Sequence[str]) -> list[Job]:
+    """The jobs whose names match any of ``patterns`` (fnmatch globs), with the finished jobs they wait for.
+
+    Raises a one-line :class:`ValueError` for a pattern that matches nothing, or for a matched job that waits for
+    an unfinished job no pattern matches (it could never start)."""
+    from fnmatch import fnmatchcase
+
+    by_name = {j.name: j for j in jobs}
+    for pattern in patterns:
+        if not any(fnmatchcase(name, pattern) for name in by_name):
+            raise ValueError(f"--only: {pattern!r} matches no job of the plan (see --dry-run)")
+    chosen = {name for name in by_name if any(fnmatchcase(name, p) for p in patterns)}
+    wanted = set(chosen)
+    stack = list(chosen)
+    while stack:
+        for dep in by_name[stack.pop()].after:
+            if dep in wanted:
+                continue
+            if not by_name[dep].done():
+                raise ValueError(f"--only: a selected job waits for {dep}, which is not finished; select it too")
+            wanted.add(dep)
+            stack.append(dep)
+    return [j for j in jobs if j.name in wanted]
+
+
 def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None,
         echo: Callable[[str], None] | None = echo_line, vision_only: bool = False,
-        replace_changed: bool = False) -> dict[str, Any]:
+        replace_changed: bool = False, only: Sequence[str] = ()) -> dict[str, Any]:
     """Run every unfinished job of the plan, independent ones side by side (``runner``: local subprocesses
     sized to the cores by default, or Ray); returns the transfer result.
 
@@ -240,6 +265,9 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
     ``replace_changed`` first moves aside the output of every job whose settings changed since it ran, and of
     everything downstream of it (:func:`replace_stale`), so that a study whose vision changed reruns that module
     and the agents on it and keeps every other finished job.
+
+    ``only`` (glob patterns over job names, e.g. ``stage2/DARLA*``) runs just the matching jobs, after what they
+    wait for; a job they wait for must be finished or matched too. Returns ``{}`` unless ``transfer`` is matched.
 
     ``progress`` shows the stages' progress in their logs; ``echo`` gets one line per job start and end. Writes
     ``pipeline.json`` (each job's status and seconds, 0 for a job finished earlier). A failed job raises a
@@ -251,6 +279,8 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
         replace_stale(cfg, jobs, echo)
     if vision_only:
         jobs = [j for j in jobs if j.name == "frames" or j.name.startswith("stage1/")]
+    if only:
+        jobs = select_jobs(jobs, only)
     try:
         root, _ = prepare_run_dir(cfg.pipeline.dir, cfg, "pipeline", resume=True,
                                   # agents' settings may be filled in after a --vision-only run (each stage-2
@@ -271,7 +301,7 @@ def run(cfg: PipelineConfig, progress: bool = True, runner: Runner | None = None
         "total_seconds": round(time.perf_counter() - t0, 1),
     })
     raise_for_failures(results)
-    if vision_only:
+    if vision_only or (only and not any(j.name == "transfer" for j in jobs)):
         return {}
     return json.loads((root / "transfer" / "transfer.json").read_text())
 
@@ -283,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the jobs, what each waits for and its status; run nothing")
     p.add_argument("--collect-frames", metavar="PATH", help=argparse.SUPPRESS)  # the plan's `frames` job
     p.add_argument("--vision-only", action="store_true", help="run the frames and the vision modules only")
+    p.add_argument("--only", nargs="+", metavar="PATTERN",
+                   help="run only the jobs whose names match these globs (e.g. 'stage2/DARLA*'; names from "
+                        "--dry-run), after the finished jobs they wait for")
     p.add_argument("--replace-changed", action="store_true",
                    help="rerun the jobs whose settings changed and everything downstream of them; their earlier "
                         "output is moved to pipeline.dir/replaced/<time>/")
@@ -300,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'finished' if job.done() else 'pending':9s} {job.name}{waits}\n          {job.command()}")
             return 0
         t0 = time.perf_counter()
-        run(cfg, progress=not a.no_progress, runner=runner_from_args(a), vision_only=a.vision_only,
-            replace_changed=a.replace_changed)
+        result = run(cfg, progress=not a.no_progress, runner=runner_from_args(a), vision_only=a.vision_only,
+                     replace_changed=a.replace_changed, only=a.only or ())
     except (ConfigError, ValueError, FileNotFoundError, MissingRayError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -314,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(cfg.pipeline.dir)
     if a.vision_only:
         print(f"pipeline vision finished in {time.perf_counter() - t0:.0f} s; modules in {root / 'stage1'}")
+        return 0
+    if not result:
+        print(f"pipeline: the selected jobs finished in {time.perf_counter() - t0:.0f} s; job logs in {root / LOGS_DIR}")
         return 0
     print((root / "transfer" / "transfer.md").read_text())
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; outputs in {root}, job logs in {root / LOGS_DIR}")

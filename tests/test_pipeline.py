@@ -247,3 +247,27 @@ def test_replace_changed_reruns_a_changed_module_and_only_what_depends_on_it(tmp
                                     "stage1.data.num_images": 96})
     # other frames: every module made from them (and the agents on those, none left here)
     assert [j.name for j in stale_jobs(other_data, plan(other_data, progress=False))] == ["frames", "stage1/vae"]
+
+
+def test_pipeline_only_runs_the_matching_jobs(tmp_path, capsys):
+    from darla.pipeline import main, select_jobs
+
+    cfg = _tiny(tmp_path, **{"pipeline.seeds": "[0]"})
+    path = str(_write_config(tmp_path, cfg))
+    jobs = plan(cfg, progress=False)
+    with pytest.raises(ValueError, match=r"--only: a selected job waits for stage1/vae, which is not finished"):
+        select_jobs(jobs, ["stage2/PIXEL_VAE/*"])
+    with pytest.raises(ValueError, match=r"--only: 'stage2/DARLA\*' matches no job"):
+        select_jobs(jobs, ["stage2/DARLA*"])
+    assert main(["--no-progress", "--num-cpus", "1", "--config", path, "--only", "stage2/BASELINE/*"]) == 0
+    root = tmp_path / "study"
+    assert "the selected jobs finished" in capsys.readouterr().out
+    assert (root / "stage2" / "BASELINE" / "seed0" / "stage2.json").is_file()
+    assert not (root / "stage1").exists() and not (root / "transfer").exists()
+    assert set(json.loads((root / "pipeline.json").read_text())["status"]) == {"stage2/BASELINE/seed0"}
+    # the frames and the module next; then the agent on it alone, taking the finished jobs it waits for as they are
+    assert main(["--no-progress", "--num-cpus", "1", "--config", path, "--only", "frames", "stage1/*"]) == 0
+    assert [j.name for j in select_jobs(plan(cfg, progress=False), ["stage2/PIXEL_VAE/*"])] == [
+        "frames", "stage1/vae", "stage2/PIXEL_VAE/seed0"]
+    assert main(["--no-progress", "--num-cpus", "1", "--config", path, "--only", "stage2/PIXEL_VAE/*"]) == 0
+    assert (root / "stage2" / "PIXEL_VAE" / "seed0" / "stage2.json").is_file()

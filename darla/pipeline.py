@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             _collect(cfg.stage1, Path(a.collect_frames), progress=not a.no_progress)
             return 0
         if a.dry_run:
-            for job in plan(cfg, progress=not a.no_progress):
+            jobs = plan(cfg, progress=not a.no_progress)
+            for job in select_jobs(jobs, a.only) if a.only else jobs:
                 waits = f"  (after {', '.join(job.after)})" if job.after else ""
                 print(f"{'finished' if job.done() else 'pending':9s} {job.name}{waits}\n          {job.command()}")
             return 0

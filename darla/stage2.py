@@ -169,7 +169,7 @@ def prepare_vision(cfg: Stage2Config, run_dir: Path, frame_hwc: Sequence[int], d
             arch: ModelConfig | None = None
             shape = None
             if cfg.vision.run:  # borrow the architecture (not the weights) of a stage-1 model
-                template = _load_vision(_resolve_vision(cfg.vision.run), torch.device("cpu"))
+                template = _load_vision(_resolve_vision(cfg.vision.run, finished=False), torch.device("cpu"))
                 arch, shape = template.cfg, template.input_shape
                 info.update(architecture_from=str(resolve_checkpoint(cfg.vision.run)))
             model = random_vision(frame_hwc, cfg.train.seed, arch, shape)
@@ -206,7 +206,7 @@ def check_vision_ref(cfg: Stage2Config) -> None:
     if not variant.uses_vision or ((run_dir / VISION_NAME).exists() and (run_dir / VISION_INFO).exists()):
         return
     if cfg.vision.run:
-        _resolve_vision(cfg.vision.run)
+        _resolve_vision(cfg.vision.run, finished=not variant.random_init)
     elif not variant.random_init:
         raise _missing_vision_run(variant)
 
@@ -216,12 +216,13 @@ def _missing_vision_run(variant: Variant) -> ConfigError:
     return ConfigError(f"vision.run: variant {variant.name} needs a stage-1 run directory or checkpoint (a {kind} model)")
 
 
-def _resolve_vision(path: str) -> Path:
-    """The checkpoint ``vision.run`` names, refused while its stage-1 run has not reached the steps it was
-    configured for: a module still training (or stopped early) would be snapshotted half-trained, silently."""
+def _resolve_vision(path: str, finished: bool = True) -> Path:
+    """The checkpoint ``vision.run`` names; with ``finished`` (weights used, not just an architecture), refused
+    while its stage-1 run has not reached the steps it was configured for: a module still training (or stopped
+    early) would be snapshotted half-trained, silently."""
     try:
         ckpt = resolve_checkpoint(path)
-        payload = read_checkpoint(ckpt)
+        payload = read_checkpoint(ckpt) if finished else {}
     except CheckpointError as e:
         raise ConfigError(f"vision.run: {e}") from None
     steps = payload.get("extra", {}).get("config", {}).get("train", {}).get("steps")
@@ -278,10 +279,10 @@ class _FrameBatch(VecEnv):
         return self.frames
 
     def step_async(self, actions: np.ndarray) -> None:
-        raise NotImplementedError("a frame batch has no dynamics")
+        raise TypeError("a frame batch has no dynamics: it only turns frames into observations")
 
     def step_wait(self) -> Any:
-        raise NotImplementedError("a frame batch has no dynamics")
+        raise TypeError("a frame batch has no dynamics: it only turns frames into observations")
 
     def close(self) -> None:
         pass

@@ -84,16 +84,17 @@ def _cache_key(label: str, spec: Any) -> str:
 
 
 def evaluate_run(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, domains: Mapping[str, Any] | None = None,
-                 n_envs: int = 4, device: str = "auto") -> RunEvaluation:
+                 n_envs: int = 4, device: str = "auto", agent: Any = None) -> RunEvaluation:
     """Evaluate one stage-2 run (cached in ``RUN_DIR/transfer_eval.json`` per episodes/seed) on its source domain
-    and either its own domains or ``domains`` ({label: domain}, see :func:`parse_domains`)."""
+    and either its own domains or ``domains`` ({label: domain}, see :func:`parse_domains`); ``agent``: the run's
+    :class:`~darla.stage2.LoadedAgent` when the caller has loaded it already."""
     from darla.stage2 import load_agent
 
     run_dir = Path(run_dir)
     cache_path = run_dir / EVAL_FILE
     key = f"episodes={episodes},seed={seed}"
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    agent = load_agent(run_dir, device=device)
+    agent = agent or load_agent(run_dir, device=device)
     source = agent.config.env.train_domain
     wanted = {source: source, **dict(domains)} if domains else {d: d for d in agent.domains}
     stored = cache.get(key, {})
@@ -199,16 +200,17 @@ def policy_invariance(agent: Any, num_scenes: int = 1_000, seed: int = EVAL_SEED
             "sensitivity": None if weights is None else weights.tolist()}
 
 
-def run_policy_invariance(run_dir: str | Path, num_scenes: int, seed: int = EVAL_SEED, device: str = "auto"
-                          ) -> dict[str, Any]:
-    """:func:`policy_invariance` of one stage-2 run, cached in ``RUN_DIR/policy_invariance.json`` per scenes/seed."""
+def run_policy_invariance(run_dir: str | Path, num_scenes: int, seed: int = EVAL_SEED, device: str = "auto",
+                          agent: Any = None) -> dict[str, Any]:
+    """:func:`policy_invariance` of one stage-2 run, cached in ``RUN_DIR/policy_invariance.json`` per scenes/seed
+    (``agent``: the run's loaded agent, if the caller has it)."""
     from darla.stage2 import load_agent
 
     path = Path(run_dir) / INVARIANCE_FILE
     cache: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     key = f"scenes={num_scenes},seed={seed}"
     if key not in cache:
-        cache[key] = policy_invariance(load_agent(run_dir, device=device), num_scenes, seed)
+        cache[key] = policy_invariance(agent or load_agent(run_dir, device=device), num_scenes, seed)
         atomic_write_json(path, cache)
     return cache[key]
 
@@ -332,10 +334,14 @@ def transfer(run_dirs: Sequence[str | Path], out_dir: str | Path, episodes: int 
     check_run_dirs(run_dirs)
     if domains:
         check_domains(run_dirs, domains)
-    evals = [evaluate_run(r, episodes, seed, domains=domains, device=device)
-             for r in progress_bar(run_dirs, desc="transfer", disable=not progress)]
-    invariance = [run_policy_invariance(r, invariance_scenes, seed, device=device)
-                  for r in progress_bar(run_dirs, desc="policy invariance", disable=not progress)] if invariance_scenes > 0 else []
+    from darla.stage2 import load_agent
+
+    evals, invariance = [], []
+    for r in progress_bar(run_dirs, desc="transfer", disable=not progress):
+        agent = load_agent(r, device=device)  # once per run, for its returns and its policy invariance
+        evals.append(evaluate_run(r, episodes, seed, domains=domains, device=device, agent=agent))
+        if invariance_scenes > 0:
+            invariance.append(run_policy_invariance(r, invariance_scenes, seed, device=device, agent=agent))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = aggregate(evals, reps=reps)

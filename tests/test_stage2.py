@@ -295,6 +295,9 @@ def test_a_vision_run_still_training_is_refused(tmp_path, vision_runs):
     with pytest.raises(ConfigError, match=r"vision.run: .*checkpoint.pt is at step 900 of the 2000"):
         run(cfg, progress=False)
     assert not (tmp_path / "DARLA").exists()  # refused before the run directory was made
+    # a random encoder borrows only the architecture: an unfinished run is enough for that
+    borrowed = config(tmp_path, "RANDOM_ENC", vision_runs, f"vision.run={partial}", "train.total_timesteps=64")
+    assert run(borrowed, progress=False)["num_timesteps"] >= 64
     save_checkpoint(partial / "checkpoint.pt", model, step=2000, extra={"config": {"train": {"steps": 2000}}})
     assert run(config(tmp_path, "DARLA", vision_runs, f"vision.run={partial}", "train.total_timesteps=64"),
                progress=False)["num_timesteps"] >= 64

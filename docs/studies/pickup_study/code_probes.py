@@ -28,6 +28,7 @@ import torch
 
 import envs  # noqa: F401 - registers the envs
 from envs import scripted_policy
+from vision.metrics.baselines import raw_pixels
 from vision.runtime import atomic_write_json
 from vision.wrappers import FrozenEncoder
 
@@ -90,7 +91,7 @@ def main() -> None:
 def _pca(frames: np.ndarray, n_train: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
-    flat = frames.reshape(len(frames), -1).astype(np.float32) / 255.0
+    flat = raw_pixels()(frames)[0]
     return PCA(64, random_state=0).fit(flat[:n_train]).transform(flat)
 
 

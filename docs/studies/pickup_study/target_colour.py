@@ -11,8 +11,8 @@ T = the pixels and T = the frozen DAE at each layer:
   different source scenes; the part of the target's scene-to-scene variation that a change of colours alone makes
   (0 if T ignores colour; about 1 if colour matters as much as everything else together);
 - ``invariance``: domain invariance of the target's top 64 principal components (fitted on the source frames),
-  weighted by their information about the view factors (``darla.metrics.env_domain_invariance``), the score the
-  stage-1 table gives the codes; pixels' PCA is the table's ``pixels`` row.
+  weighted by their information about the view factors (``compute_domain_invariance`` on the same scenes, as
+  ``darla.metrics.env_domain_invariance`` scores the codes); pixels' PCA is the stage-1 table's ``pixels`` row.
 """
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 import vision
-from darla.metrics import env_domain_invariance
 from envs import make_factor_env, same_scenes
 from vision.images import to_tensor
+from vision.metrics.baselines import raw_pixels
+from vision.metrics.domain_invariance import compute_domain_invariance
 from vision.runtime import atomic_write_json
 
 
@@ -33,7 +34,7 @@ def _target_fn(dae: torch.nn.Module | None, layer: str):
     """images (N, H, W, C) uint8 -> (N, D) float32: the target T, flattened."""
     def target(images: np.ndarray) -> np.ndarray:
         if dae is None:
-            return images.reshape(len(images), -1).astype(np.float32) / 255.0
+            return raw_pixels()(images)[0]
         out = []
         with torch.no_grad():
             for i in range(0, len(images), 256):
@@ -63,7 +64,7 @@ def main() -> None:
 
     dae = vision.load(args.dae, "cpu").eval()
     env = make_factor_env(args.env, "source")
-    pairs = same_scenes(env, args.num_scenes, np.random.default_rng(0))
+    pairs = same_scenes(env, args.num_scenes, np.random.default_rng(0))  # env_domain_invariance's scenes (seed 0)
     fit = same_scenes(env, 5000, np.random.default_rng(1)).frames["source"]  # PCA's frames, apart from the scored ones
     rows = []
     for layer in ["pixels", *args.layers]:
@@ -71,7 +72,9 @@ def main() -> None:
         target = _target_fn(None if layer == "pixels" else dae, layer)
         share = _colour_share(target, pairs.frames, np.random.default_rng(2))
         pca = PCA(n_components=64, svd_solver="randomized", random_state=0).fit(target(fit))
-        inv = env_domain_invariance(lambda x: (pca.transform(target(x)).astype(np.float32), None), args.env, seed=0)
+        codes = {name: pca.transform(target(f)).astype(np.float32) for name, f in pairs.frames.items()}
+        source = codes.pop("source")
+        inv = compute_domain_invariance(source, codes, pairs.factors, pairs.factor_names, list(pairs.view_names))
         rows.append({"target": layer, "dims": int(pca.n_features_in_), "colour_share": share,
                      "invariance_pca64": inv["scores"]["domain_invariance"], "probe_r2_pca64": inv["scores"]["probe_r2"],
                      "seconds": round(time.perf_counter() - t0, 1)})

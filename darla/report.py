@@ -59,8 +59,14 @@ def transfer_markdown(result: dict[str, Any]) -> str:
              "gap = IQM(source) − IQM(targets).\n")
     poi = result.get("probability_of_improvement", {})
     if poi:
-        text += "\n| P(X > Y) on target domains | value [95% CI] |\n|---|---|\n"
-        text += "".join(f"| {k} | {_ci(v, 'value')} |\n" for k, v in poi.items())
+        # One column per target where there are several: a held-out target and an extrapolation target (values
+        # never seen in stage 1) are different claims, so neither hides inside the pooled column.
+        by_target = result.get("probability_of_improvement_by_target", {})
+        head = ["P(X > Y)", "all targets [95% CI]", *[f"{d} [95% CI]" for d in by_target]]
+        text += "\n| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+        for k, v in poi.items():
+            cells = [k, _ci(v, "value"), *[_ci(t[k], "value") if k in t else "–" for t in by_target.values()]]
+            text += "| " + " | ".join(cells) + " |\n"
     inv = result.get("policy_invariance", {})
     if inv:
         text += ("\n| variant | target | policy invariance | action agreement | invariance of the latents it reads |\n"

@@ -241,12 +241,15 @@ def _interval(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any, reps:
 
 def aggregate(evals: Sequence[RunEvaluation], reps: int = 2000, rng_seed: int = 0) -> dict[str, Any]:
     """Per variant: IQM/mean (95% CIs) on the source, each target and all targets; transfer ratio; gap; and the
-    probability of improvement on the targets between every pair of variants. Scores are per-seed mean returns."""
+    probability of improvement between every pair of variants, on all targets together and, where there is more
+    than one target, on each alone (a held-out target and an extrapolation one answer different questions).
+    Scores are per-seed mean returns."""
     by_variant: dict[str, list[RunEvaluation]] = defaultdict(list)
     for e in evals:
         by_variant[e.variant].append(e)
-    out: dict[str, Any] = {"variants": {}, "probability_of_improvement": {}}
+    out: dict[str, Any] = {"variants": {}, "probability_of_improvement": {}, "probability_of_improvement_by_target": {}}
     target_mats: dict[str, np.ndarray] = {}
+    target_cols: dict[str, dict[str, np.ndarray]] = {}  # variant -> target -> (seeds, 1)
     iqm_mean = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])  # noqa: E731
     for variant, runs in by_variant.items():
         source = runs[0].source
@@ -263,6 +266,7 @@ def aggregate(evals: Sequence[RunEvaluation], reps: int = 2000, rng_seed: int = 
         if targets:
             tmat = np.concatenate([per_seed[d] for d in targets], axis=1)  # (seeds, targets)
             target_mats[variant] = tmat
+            target_cols[variant] = {d: per_seed[d] for d in targets}
             pt, ci = _interval({variant: tmat}, iqm_mean, reps, rng_seed)
             row["target"] = {"iqm": float(pt[variant][0]), "mean": float(pt[variant][1]),
                              "iqm_ci": ci[variant][:, 0].tolist(), "mean_ci": ci[variant][:, 1].tolist()}
@@ -283,9 +287,18 @@ def aggregate(evals: Sequence[RunEvaluation], reps: int = 2000, rng_seed: int = 
     for a, b in itertools.permutations(sorted(target_mats), 2):
         if target_mats[a].shape[1] != target_mats[b].shape[1]:
             continue
-        pt, ci = _interval({f"{a}>{b}": [target_mats[a], target_mats[b]]}, metrics.probability_of_improvement, reps, rng_seed)
-        out["probability_of_improvement"][f"{a} > {b}"] = {"value": float(pt[f"{a}>{b}"]), "ci": ci[f"{a}>{b}"][:, 0].tolist()}
+        out["probability_of_improvement"][f"{a} > {b}"] = _improvement(target_mats[a], target_mats[b], reps, rng_seed)
+        shared = [d for d in target_cols[a] if d in target_cols[b]]
+        for d in shared if len(shared) > 1 else []:
+            out["probability_of_improvement_by_target"].setdefault(d, {})[f"{a} > {b}"] = _improvement(
+                target_cols[a][d], target_cols[b][d], reps, rng_seed)
     return out
+
+
+def _improvement(a: np.ndarray, b: np.ndarray, reps: int, rng_seed: int) -> dict[str, Any]:
+    """P(a > b) (rliable's probability of improvement over (seeds, tasks) score matrices) with its 95% CI."""
+    pt, ci = _interval({"a>b": [a, b]}, metrics.probability_of_improvement, reps, rng_seed)
+    return {"value": float(pt["a>b"]), "ci": ci["a>b"][:, 0].tolist()}
 
 
 def check_run_dirs(run_dirs: Sequence[str | Path]) -> None:

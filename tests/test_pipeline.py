@@ -157,6 +157,28 @@ def test_aggregate_known_values():
     assert "| A |" in transfer_markdown(res)
 
 
+def test_aggregate_reports_each_target_apart():
+    # A wins on the held-out target and loses on the extrapolation one: pooled, the two cancel to 0.5.
+    def ev(variant, seed, held_out, light):
+        return RunEvaluation(f"r/{variant}/{seed}", variant, "ppo", seed, "source",
+                             {"source": [9.0], "target": [held_out], "target_light": [light]})
+
+    evals = [ev("A", s, 8.0 + s, 1.0) for s in range(3)] + [ev("B", s, 2.0, 5.0 + s) for s in range(3)]
+    res = aggregate(evals, reps=200)
+    assert res["probability_of_improvement"]["A > B"]["value"] == pytest.approx(0.5)
+    by = res["probability_of_improvement_by_target"]
+    assert by["target"]["A > B"]["value"] == pytest.approx(1.0)
+    assert by["target_light"]["A > B"]["value"] == pytest.approx(0.0)
+    assert by["target_light"]["B > A"]["value"] == pytest.approx(1.0)
+    md = transfer_markdown(res)
+    assert "| P(X > Y) | all targets [95% CI] | target [95% CI] | target_light [95% CI] |" in md
+    assert "| A > B | 0.50" in md
+    # One target: nothing to split, and the table keeps its single column.
+    one = aggregate([_eval("A", s, 10.0, 5.0) for s in range(2)] + [_eval("B", s, 10.0, 1.0) for s in range(2)], reps=50)
+    assert one["probability_of_improvement_by_target"] == {}
+    assert "| P(X > Y) | all targets [95% CI] |\n" in transfer_markdown(one)
+
+
 def test_spearman_and_score_flattening():
     c = spearman_with_ci([1, 2, 3, 4, 5], [2, 4, 6, 8, 11], reps=200)
     assert c["rho"] == pytest.approx(1.0) and c["n"] == 5

@@ -15,7 +15,12 @@ posterior means). Per module:
   two random frames; a jittery code (near 1) would make values hard to learn;
 - ``obs_rms`` and ``obs_p99``: the size of what the policy receives (the standardised code on these frames, whose
   states the exploratory policy that collected the training frames also visits): values far from 1 would mean the
-  policy's input is out of the range its initialisation expects.
+  policy's input is out of the range its initialisation expects;
+- ``class_heldout``: on the frames whose nearest object in view is less than ``CLASS_RANGE`` away, a
+  class-balanced logistic regression's held-out balanced accuracy (chance 0.5) at whether that object is a ball or
+  a pyramid. Ball and pyramid differ by shape only, and a foreground mask weights every object alike, so this is
+  what a foreground target could blur; a code that cannot tell them apart leaves "walk into the object ahead"
+  worth about 0. ``class_balls`` is the share of balls among those frames (the scripted policy seeks balls).
 """
 from __future__ import annotations
 
@@ -28,39 +33,66 @@ import torch
 
 import envs  # noqa: F401 - registers the envs
 from envs import scripted_policy
+from envs.pickup import FOV_DEG, NEAR_CLIP
 from vision.metrics.baselines import raw_pixels
 from vision.runtime import atomic_write_json
 from vision.wrappers import FrozenEncoder
 
 
-def rollout(env_id: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames, the scripted action at each, and whether the next frame is in the same episode."""
+CLASS_RANGE = 3.0  # world units: nearer than this an object spans enough pixels for its shape to show
+
+
+def nearest_in_view(env: gym.Env) -> tuple[float, bool]:
+    """Distance to the nearest object in the agent's field of view (inf if none) and whether it is a ball."""
+    u = env.unwrapped
+    rel = u._object_centres[u._objects] - u._pos
+    depth, lateral = rel @ u._fwd[u._heading], rel @ u._right[u._heading]
+    dist = np.hypot(depth, lateral)
+    seen = (np.abs(np.degrees(np.arctan2(lateral, depth))) < FOV_DEG / 2) & (depth >= NEAR_CLIP)
+    if not seen.any():
+        return float("inf"), False
+    i = int(np.argmin(np.where(seen, dist, np.inf)))
+    return float(dist[i]), bool(u._good[i])
+
+
+def rollout(env_id: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, the scripted action at each, whether the next frame is in the same episode, and the class of the
+    nearest object in view (1 ball, 0 pyramid, -1 none within ``CLASS_RANGE``)."""
     env = gym.make(env_id, domain="source")
     policy = scripted_policy(env_id)
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)  # the random actions too, so the frames are the same every run
-    frames, actions, cont = [], [], []
+    frames, actions, cont, classes = [], [], [], []
     obs, info = env.reset(seed=seed)
     while len(frames) < n:
         a = policy(obs, info)
         frames.append(obs)
+        dist, ball = nearest_in_view(env)
+        classes.append(int(ball) if dist < CLASS_RANGE else -1)
         actions.append(int(a))
         obs, _, term, trunc, info = env.step(a if rng.random() > 0.2 else env.action_space.sample())
         cont.append(not (term or trunc))
         if term or trunc:
             obs, info = env.reset()
-    return np.stack(frames), np.array(actions), np.array(cont[:-1])
+    return np.stack(frames), np.array(actions), np.array(cont[:-1]), np.array(classes)
 
 
-def probe(z: np.ndarray, actions: np.ndarray, cont: np.ndarray, n_train: int, seed: int = 0) -> dict[str, float]:
+def probe(z: np.ndarray, actions: np.ndarray, cont: np.ndarray, classes: np.ndarray, n_train: int,
+          seed: int = 0) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
 
     z = (z - z[:n_train].mean(0)) / (z[:n_train].std(0) + 1e-6)
     clf = LogisticRegression(max_iter=2000).fit(z[:n_train], actions[:n_train])
     step = ((z[1:] - z[:-1]) ** 2).sum(1)[cont]
     other = ((z - z[np.random.default_rng(seed).permutation(len(z))]) ** 2).sum(1)
+    has = classes >= 0
+    tr, te = has & (np.arange(len(z)) < n_train), has & (np.arange(len(z)) >= n_train)
+    cls = LogisticRegression(max_iter=2000, class_weight="balanced").fit(z[tr], classes[tr])
     return {"bc_heldout": float(clf.score(z[n_train:], actions[n_train:])),
-            "step_over_spread": float(step.mean() / other.mean())}
+            "step_over_spread": float(step.mean() / other.mean()),
+            "class_heldout": float(balanced_accuracy_score(classes[te], cls.predict(z[te]))),
+            "class_balls": float(classes[has].mean()), "class_frames": int(has.sum())}
 
 
 def main() -> None:
@@ -72,17 +104,17 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    frames, actions, cont = rollout(args.env, args.frames)
+    frames, actions, cont, classes = rollout(args.env, args.frames)
     n_train = args.frames * 2 // 3
     rows = {}
     for name in args.runs:
         enc = FrozenEncoder(f"{args.root}/{name}")
         z = enc(frames)
-        rows[name] = {**probe(z, actions, cont, n_train), "obs_rms": float(np.sqrt((z ** 2).mean())),
+        rows[name] = {**probe(z, actions, cont, classes, n_train), "obs_rms": float(np.sqrt((z ** 2).mean())),
                       "obs_p99": float(np.percentile(np.abs(z), 99)),
                       "closed_latents": int((enc.model.latent_std < 0.05).sum()), "latents": len(enc.model.latent_std)}
         print(name, json.dumps(rows[name]), flush=True)
-    rows["pixels_pca64"] = probe(_pca(frames, n_train), actions, cont, n_train)
+    rows["pixels_pca64"] = probe(_pca(frames, n_train), actions, cont, classes, n_train)
     print("pixels_pca64", json.dumps(rows["pixels_pca64"]), flush=True)
     atomic_write_json(args.out, {"env": args.env, "frames": args.frames, "action_freqs":
                                  (np.bincount(actions) / len(actions)).round(3).tolist(), "rows": rows})

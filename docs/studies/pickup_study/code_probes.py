@@ -16,7 +16,7 @@ posterior means). Per module:
 - ``obs_rms`` and ``obs_p99``: the size of what the policy receives (the standardised code on these frames, whose
   states the exploratory policy that collected the training frames also visits): values far from 1 would mean the
   policy's input is out of the range its initialisation expects;
-- ``class_heldout``: on the frames whose nearest object in view is less than ``CLASS_RANGE`` away, a
+- ``class_heldout``: on the frames whose nearest object in view is less than 3 world units away, a
   class-balanced logistic regression's held-out balanced accuracy (chance 0.5) at whether that object is a ball or
   a pyramid. Ball and pyramid differ by shape only, and a foreground mask weights every object alike, so this is
   what a foreground target could blur; a code that cannot tell them apart leaves "walk into the object ahead"
@@ -33,26 +33,20 @@ import torch
 
 import envs  # noqa: F401 - registers the envs
 from envs import scripted_policy
-from envs.pickup import FOV_DEG, NEAR_CLIP
 from vision.metrics.baselines import raw_pixels
 from vision.runtime import atomic_write_json
 from vision.wrappers import FrozenEncoder
 
 
-CLASS_RANGE = 3.0  # world units: nearer than this an object spans enough pixels for its shape to show
+CLASS_RANGE = 3  # the env's view-distance bins 0-2 (under 3 world units): near enough for an object's shape to show
 
 
-def nearest_in_view(env: gym.Env) -> tuple[float, bool]:
-    """Distance to the nearest object in the agent's field of view (inf if none) and whether it is a ball."""
-    u = env.unwrapped
-    rel = u._object_centres[u._objects] - u._pos
-    depth, lateral = rel @ u._fwd[u._heading], rel @ u._right[u._heading]
-    dist = np.hypot(depth, lateral)
-    seen = (np.abs(np.degrees(np.arctan2(lateral, depth))) < FOV_DEG / 2) & (depth >= NEAR_CLIP)
-    if not seen.any():
-        return float("inf"), False
-    i = int(np.argmin(np.where(seen, dist, np.inf)))
-    return float(dist[i]), bool(u._good[i])
+def nearest_class(env: gym.Env, factors: np.ndarray) -> np.ndarray:
+    """Per frame, the class of the nearest object in view, from the env's own view factors: 1 ball, 0 pyramid, -1
+    none within ``CLASS_RANGE`` bins (or a ball and a pyramid in the same distance bin, which is no answer)."""
+    view = env.unwrapped.view_factors(factors)
+    ball, pyramid = view["ball_distance"], view["pyramid_distance"]
+    return np.where((ball < pyramid) & (ball < CLASS_RANGE), 1, np.where((pyramid < ball) & (pyramid < CLASS_RANGE), 0, -1))
 
 
 def rollout(env_id: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -62,19 +56,18 @@ def rollout(env_id: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
     policy = scripted_policy(env_id)
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)  # the random actions too, so the frames are the same every run
-    frames, actions, cont, classes = [], [], [], []
+    frames, actions, cont, factors = [], [], [], []
     obs, info = env.reset(seed=seed)
     while len(frames) < n:
         a = policy(obs, info)
         frames.append(obs)
-        dist, ball = nearest_in_view(env)
-        classes.append(int(ball) if dist < CLASS_RANGE else -1)
+        factors.append(env.unwrapped.factors.copy())
         actions.append(int(a))
         obs, _, term, trunc, info = env.step(a if rng.random() > 0.2 else env.action_space.sample())
         cont.append(not (term or trunc))
         if term or trunc:
             obs, info = env.reset()
-    return np.stack(frames), np.array(actions), np.array(cont[:-1]), np.array(classes)
+    return np.stack(frames), np.array(actions), np.array(cont[:-1]), nearest_class(env, np.stack(factors))
 
 
 def probe(z: np.ndarray, actions: np.ndarray, cont: np.ndarray, classes: np.ndarray, n_train: int,
